@@ -10,9 +10,13 @@ use tokio_util::sync::CancellationToken;
 use crate::api::auth::TokenSet;
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::forge::Forge;
 use crate::forge::local::LocalForge;
+use crate::github::client::GitHub;
+use crate::github::forge::GitHubForge;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
+use crate::report::forge_sink::ForgeSink;
 use crate::report::{Reporter, ReporterConfig, Sinks};
 use crate::worker::work::WorkPipeline;
 use crate::worker::{Pipeline, Worker, WorkerConfig};
@@ -33,8 +37,18 @@ impl App {
     ) -> Result<Self, sqlx::Error> {
         let hub = Hub::start(pool.clone(), shutdown.clone()).await?;
         let tokens = Arc::new(TokenSet::new(&config.bearer_tokens));
+        // Settings were validated when the config was parsed, so this only fails on a key
+        // that parsed then but not now, which cannot happen; say so rather than panic.
+        let github = match &config.github.app {
+            Some(_) => match GitHub::new(&config.github, pool.clone()) {
+                Ok(gh) => Some(Arc::new(GitHubForge { gh })),
+                Err(e) => return Err(sqlx::Error::Configuration(e.to_string().into())),
+            },
+            None => None,
+        };
         Ok(Self {
             state: AppState {
+                github,
                 pool,
                 hub,
                 metrics: Arc::new(Metrics::default()),
@@ -58,7 +72,31 @@ impl App {
 
     /// The pipeline the configuration describes: the configured agent, every configured forge.
     pub fn pipeline(&self) -> std::io::Result<Arc<dyn Pipeline>> {
-        Ok(Arc::new(work_pipeline(&self.state.config)?))
+        let mut pipeline = work_pipeline(&self.state.config)?;
+        pipeline.forges.extend(self.forges());
+        Ok(Arc::new(pipeline))
+    }
+
+    /// The forges beyond the local one, as configured.
+    pub fn forges(&self) -> Vec<Arc<dyn Forge>> {
+        let mut forges: Vec<Arc<dyn Forge>> = Vec::new();
+        if let Some(gh) = &self.state.github {
+            forges.push(gh.clone());
+        }
+        forges
+    }
+
+    /// A progress sink for every configured forge, keyed by the forge's name.
+    pub fn sinks(&self) -> Sinks {
+        self.forges()
+            .into_iter()
+            .map(|forge| {
+                let sink: Arc<dyn crate::report::ReportSink> = Arc::new(ForgeSink {
+                    forge: forge.clone(),
+                });
+                (forge.name().to_owned(), sink)
+            })
+            .collect()
     }
 
     /// The reporter for `sinks` (one per kind of place progress can be reported to).

@@ -67,6 +67,10 @@ pub struct Config {
     pub git_author_email: String,
     pub allow_workflow_changes: bool,
     pub max_file_bytes: u64,
+    pub github: crate::github::settings::GitHubSettings,
+    /// Dollars per million tokens, for the cost shown in progress comments.
+    pub llm_price_input: Option<f64>,
+    pub llm_price_output: Option<f64>,
 }
 
 /// A configuration problem, always naming the variable and what it expects. The value is
@@ -79,7 +83,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+    pub(crate) fn new(var: &'static str, problem: impl Into<String>) -> Self {
         Self {
             var,
             problem: problem.into(),
@@ -181,6 +185,9 @@ impl Config {
 
         Ok(Self {
             agent,
+            github: crate::github::settings::GitHubSettings::from_lookup(&get)?,
+            llm_price_input: price(&get, "MAUR_LLM_PRICE_INPUT")?,
+            llm_price_output: price(&get, "MAUR_LLM_PRICE_OUTPUT")?,
             git_author_name: get("MAUR_GIT_AUTHOR_NAME").unwrap_or_else(|| "maur".to_owned()),
             git_author_email: get("MAUR_GIT_AUTHOR_EMAIL")
                 .unwrap_or_else(|| "maur@users.noreply.localhost".to_owned()),
@@ -238,6 +245,7 @@ impl Config {
                 .iter()
                 .map(|t| t.expose_secret().to_owned()),
         );
+        secrets.extend(self.github.own_secrets());
         if let Ok(url) = url::Url::parse(self.database_url.expose_secret())
             && let Some(pw) = url.password()
         {
@@ -249,6 +257,28 @@ impl Config {
     /// The database URL with any password replaced, for messages and logs.
     pub fn database_url_masked(&self) -> String {
         mask_url(self.database_url.expose_secret())
+    }
+}
+
+fn price(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<f64>, ConfigError> {
+    match get(var) {
+        None => Ok(None),
+        Some(raw) => raw
+            .trim()
+            .trim_start_matches('$')
+            .parse::<f64>()
+            .ok()
+            .filter(|p| p.is_finite() && *p >= 0.0)
+            .map(Some)
+            .ok_or_else(|| {
+                ConfigError::new(
+                    var,
+                    format!("expected dollars per million tokens, such as 0.15, got {raw:?}"),
+                )
+            }),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod forge;
+pub mod github;
 pub mod hub;
 pub mod metrics;
 pub mod oneshot;

@@ -8,7 +8,6 @@ use tokio_util::sync::CancellationToken;
 use maur::app::App;
 use maur::config::{AgentKind, Config};
 use maur::oneshot;
-use maur::report::Sinks;
 use maur::store::db;
 use maur::task::Outcome;
 
@@ -134,7 +133,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             )
         })?;
         // Forges and Linear add their sinks here as they are configured.
-        let reporter = app.reporter(Sinks::new());
+        let reporter = app.reporter(app.sinks());
         tokio::spawn(reporter.run(shutdown.clone()));
         Some(tokio::spawn(app.worker(pipeline).run(shutdown.clone())))
     } else {

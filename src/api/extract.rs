@@ -35,30 +35,7 @@ where
                     .to_ascii_lowercase()
             })
             .filter(|ct| ct != "application/json" && !ct.ends_with("+json"));
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body is larger than the {limit}-byte limit (MAUR_MAX_BODY)"),
-            )
-            .with("limit", limit)
-        };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|e| {
-                if is_length_limit(&e) {
-                    too_large()
-                } else {
-                    ApiError::bad_request(format!("could not read the request body: {e}"))
-                }
-            })?;
+        let bytes = read_limited(req, limit).await?;
         parse(&bytes).map(JsonBody).map_err(|e| match content_type {
             Some(ct) if e.status == StatusCode::BAD_REQUEST => e.with(
                 "hint",
@@ -67,6 +44,51 @@ where
             _ => e,
         })
     }
+}
+
+/// The raw body (webhook signatures are over the exact bytes), within `MAUR_MAX_BODY`.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+    AppState: FromRef<S>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = AppState::from_ref(state).config.max_body;
+        read_limited(req, limit).await.map(RawBody)
+    }
+}
+
+/// 413 as soon as the declared or actual length passes `limit`, without reading further.
+async fn read_limited(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than the {limit}-byte limit (MAUR_MAX_BODY)"),
+        )
+        .with("limit", limit)
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            if is_length_limit(&e) {
+                too_large()
+            } else {
+                ApiError::bad_request(format!("could not read the request body: {e}"))
+            }
+        })?;
+    Ok(bytes)
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

@@ -5,6 +5,7 @@ pub mod error;
 mod events;
 mod exception;
 pub mod extract;
+mod github;
 mod health;
 mod tasks;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// How often an SSE stream re-reads the database when no notification arrives.
     pub sse_poll: Duration,
+    /// The GitHub App, when configured.
+    pub github: Option<Arc<crate::github::forge::GitHubForge>>,
 }
 
 fn probe_routes() -> Router<AppState> {
@@ -65,7 +68,9 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_bearer,
         ));
-    with_layers(probe_routes().merge(authed), state)
+    // Signed by GitHub, not by our bearer token.
+    let github = Router::new().route("/webhooks/github", post(github::receive));
+    with_layers(probe_routes().merge(authed).merge(github), state)
 }
 
 /// JSON 404/405, request metrics, panics as JSON 500, request tracing.

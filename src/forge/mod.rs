@@ -3,10 +3,49 @@
 
 pub mod local;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use async_trait::async_trait;
 use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
 
 use crate::repo::RepoRef;
+use crate::workspace::Author;
+
+tokio::task_local! {
+    /// Forge API calls made while doing one task: the worker scopes each task with a
+    /// counter, and every forge client bumps it, so a task's events say what it cost.
+    pub static API_CALLS: Arc<AtomicU32>;
+}
+
+/// Counts one forge API call against the current task, if there is one.
+pub fn count_api_call() {
+    let _ = API_CALLS.try_with(|calls| calls.fetch_add(1, Ordering::Relaxed));
+}
+
+/// An issue or pull/merge request: where maur replies and keeps its progress comment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Thread {
+    /// `owner/name`.
+    pub repo: String,
+    pub number: u64,
+}
+
+/// What the 👀 reaction goes on: the comment that asked, or the issue itself (a label).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "on", rename_all = "snake_case")]
+pub enum ReactTarget {
+    Issue,
+    Comment { id: String },
+    ReviewComment { id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: String,
+    pub url: String,
+}
 
 /// Git-over-HTTPS credentials, minted at the moment of use and never written anywhere.
 #[derive(Clone)]
@@ -72,4 +111,46 @@ pub trait Forge: Send + Sync + 'static {
         &self,
         spec: &PullRequestSpec<'_>,
     ) -> Result<Option<PullRequest>, ForgeError>;
+
+    /// Who commits: the forge's bot identity, or `None` for maur's configured author.
+    async fn commit_author(&self, _repo: &RepoRef) -> Result<Option<Author>, ForgeError> {
+        Ok(None)
+    }
+
+    /// Posts a comment on an issue or pull request.
+    async fn comment(&self, thread: &Thread, _body: &str) -> Result<Comment, ForgeError> {
+        Err(self.unsupported("comments", thread))
+    }
+
+    /// Replaces the text of a comment maur posted earlier.
+    async fn edit_comment(
+        &self,
+        thread: &Thread,
+        _id: &str,
+        _body: &str,
+    ) -> Result<(), ForgeError> {
+        Err(self.unsupported("comments", thread))
+    }
+
+    /// Puts 👀 on what asked for the work, so the person knows maur heard them.
+    async fn react(&self, thread: &Thread, _target: &ReactTarget) -> Result<(), ForgeError> {
+        Err(self.unsupported("reactions", thread))
+    }
+
+    /// Whether `user` may start work on `repo` (write access or more).
+    async fn can_write(&self, repo: &str, _user: &str) -> Result<bool, ForgeError> {
+        Err(ForgeError::Fatal(format!(
+            "{} cannot check permissions on {repo}",
+            self.name()
+        )))
+    }
+
+    fn unsupported(&self, what: &str, thread: &Thread) -> ForgeError {
+        ForgeError::Fatal(format!(
+            "{} has no {what} (for {}#{})",
+            self.name(),
+            thread.repo,
+            thread.number
+        ))
+    }
 }

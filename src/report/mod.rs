@@ -7,6 +7,7 @@
 //! it created (`task_reports.state`, e.g. the comment id) is stored so every later publish edits
 //! instead of posting again.
 
+pub mod forge_sink;
 pub mod render;
 
 use std::collections::{HashMap, HashSet};

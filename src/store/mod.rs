@@ -1,7 +1,9 @@
 //! Every SQL statement maur runs, as free functions over a pool. Nothing else touches SQL.
 
 pub mod db;
+pub mod deliveries;
 pub mod events;
+pub mod github;
 pub mod reports;
 pub mod tasks;
 

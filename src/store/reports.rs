@@ -83,3 +83,13 @@ pub async fn retry_after(pool: &PgPool, id: Uuid, delay: Duration) -> Result<(),
     .await?;
     Ok(())
 }
+
+/// What the reporter created for a task so far (e.g. the progress comment's URL).
+pub async fn state_of(pool: &PgPool, id: Uuid) -> Result<Option<Value>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT state FROM task_reports WHERE task_id = $1")
+            .bind(id)
+            .fetch_optional(pool)
+            .await?,
+    )
+}

@@ -488,3 +488,14 @@ pub async fn set_log(pool: &PgPool, lease: &Lease, log: &str) -> Result<(), Stor
     .await?;
     done.map(|_| ()).ok_or(StoreError::LeaseLost(lease.task_id))
 }
+
+/// The newest task with `dedup_key` (active or not): what `/maur retry` and `/maur status`
+/// refer to.
+pub async fn latest_for_key(pool: &PgPool, dedup_key: &str) -> Result<Option<Task>, StoreError> {
+    Ok(
+        sqlx::query_as("SELECT * FROM tasks WHERE dedup_key = $1 ORDER BY id DESC LIMIT 1")
+            .bind(dedup_key)
+            .fetch_optional(pool)
+            .await?,
+    )
+}

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -10,11 +11,11 @@ use tokio::sync::mpsc;
 
 use super::pipeline::{Done, Pipeline, PipelineError, TaskContext};
 use crate::agent::{Agent, AgentError, AgentEvent, AgentRun};
-use crate::forge::{Forge, ForgeError, PullRequestSpec};
+use crate::forge::{API_CALLS, Forge, ForgeError, PullRequestSpec};
 use crate::repo::RepoRef;
 use crate::task::{Outcome, Task};
 use crate::workspace::guards::GuardRules;
-use crate::workspace::{self, Author, Checkout, WorkspaceError, Workspaces};
+use crate::workspace::{self, Author, Checkout, Committed, WorkspaceError, Workspaces};
 
 pub struct WorkPipeline {
     pub forges: Vec<Arc<dyn Forge>>,
@@ -91,7 +92,7 @@ impl WorkPipeline {
         checkout: &Checkout,
         home: PathBuf,
         ctx: &TaskContext,
-    ) -> Result<crate::agent::AgentOutcome, PipelineError> {
+    ) -> Result<(crate::agent::AgentOutcome, (i64, i64)), PipelineError> {
         let run = AgentRun {
             task_id: task.id.to_string(),
             workdir: checkout.path.clone(),
@@ -101,6 +102,7 @@ impl WorkPipeline {
         };
         let (tx, mut rx) = mpsc::channel::<AgentEvent>(256);
         let agent = self.agent.run(&run, tx);
+        let mut usage = (0i64, 0i64);
         let forward = async {
             while let Some(event) = rx.recv().await {
                 if let AgentEvent::Usage {
@@ -109,6 +111,8 @@ impl WorkPipeline {
                     cost_usd,
                 } = event
                 {
+                    usage.0 += input_tokens;
+                    usage.1 += output_tokens;
                     ctx.add_usage(input_tokens, output_tokens, cost_usd).await?;
                 }
                 ctx.event("agent", agent_event_data(&event, &self.guards.own_secrets))
@@ -118,7 +122,9 @@ impl WorkPipeline {
         };
         let (outcome, forwarded) = tokio::join!(agent, forward);
         forwarded?;
-        outcome.map_err(|e| PipelineError::Fatal(e.to_string()))
+        outcome
+            .map(|o| (o, usage))
+            .map_err(|e| PipelineError::Fatal(e.to_string()))
     }
 
     /// Runs the check in the checkout after the agent; a failure fails the task with the
@@ -217,12 +223,79 @@ fn commit_message(task: &Task, summary: Option<&str>) -> String {
         message.push('\n');
     }
     message.push_str(&format!("\nTask: {}\n", task.id));
+    // The person who asked shares the credit (and shows up on the forge's commit view).
+    let asked = &task.context["requested_by"];
+    if let (Some(name), Some(email)) = (asked["name"].as_str(), asked["email"].as_str()) {
+        let clean = |s: &str| s.replace(['<', '>', '\n', '\r'], "");
+        message.push_str(&format!(
+            "Co-authored-by: {} <{}>\n",
+            clean(name),
+            clean(email)
+        ));
+    }
     message
+}
+
+/// The pull request's description: what changed, why, and what it cost.
+fn pull_request_body(
+    task: &Task,
+    summary: Option<&str>,
+    committed: &Committed,
+    checked: Option<bool>,
+    usage: (i64, i64),
+) -> String {
+    let mut body = String::new();
+    if let Some(n) = task.context["issue_number"].as_u64() {
+        body.push_str(&format!("Fixes #{n}\n\n"));
+    }
+    body.push_str(
+        summary
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or("Changes made by maur."),
+    );
+    body.push_str(&format!(
+        "\n\n**Files changed** ({}):\n",
+        committed.diffstat()
+    ));
+    for path in committed.paths.iter().take(50) {
+        body.push_str(&format!("- `{}`\n", path.replace('`', "'")));
+    }
+    if committed.paths.len() > 50 {
+        body.push_str(&format!("- … and {} more\n", committed.paths.len() - 50));
+    }
+    match checked {
+        Some(true) => body.push_str("\n**Checks**: passed (`MAUR_CHECK_COMMAND`)\n"),
+        Some(false) => {}
+        None => body.push_str("\n**Checks**: none configured\n"),
+    }
+    if usage.0 + usage.1 > 0 {
+        body.push_str(&format!(
+            "\n<sub>{} tokens in, {} out · task `{}`</sub>\n",
+            usage.0, usage.1, task.id
+        ));
+    } else {
+        body.push_str(&format!("\n<sub>task `{}`</sub>\n", task.id));
+    }
+    body
 }
 
 #[async_trait]
 impl Pipeline for WorkPipeline {
     async fn run(&self, task: &Task, ctx: &TaskContext) -> Result<Done, PipelineError> {
+        // Every forge call of this task counts here, and the count becomes an event.
+        let calls = Arc::new(AtomicU32::new(0));
+        let result = API_CALLS.scope(calls.clone(), self.steps(task, ctx)).await;
+        let calls = calls.load(Ordering::Relaxed);
+        if calls > 0 {
+            ctx.event("api_calls", json!({"calls": calls})).await?;
+        }
+        result
+    }
+}
+
+impl WorkPipeline {
+    async fn steps(&self, task: &Task, ctx: &TaskContext) -> Result<Done, PipelineError> {
         let repo =
             RepoRef::parse(&task.repo_url).map_err(|e| PipelineError::Fatal(e.to_string()))?;
         let forge = self.forge_for(&repo)?;
@@ -268,10 +341,10 @@ impl Pipeline for WorkPipeline {
 
         ctx.event("step", json!({"step": "agent", "label": format!("Run {}", self.agent.name()), "status": "running"})).await?;
         let outcome = self.run_agent(task, &checkout, home, ctx).await;
-        if let Ok(o) = &outcome {
+        if let Ok((o, _)) = &outcome {
             ctx.progress.log(&o.log).await?;
         }
-        let outcome = match outcome {
+        let (outcome, usage) = match outcome {
             Ok(o) => o,
             Err(e) => {
                 ctx.event(
@@ -295,15 +368,15 @@ impl Pipeline for WorkPipeline {
         )
         .await?;
         let message = commit_message(task, outcome.summary.as_deref());
+        let author = match forge.commit_author(&repo).await? {
+            Some(bot) => bot,
+            None => Author {
+                name: self.author.name.clone(),
+                email: self.author.email.clone(),
+            },
+        };
         let committed = {
-            let (co, author, rules) = (
-                checkout.clone(),
-                Author {
-                    name: self.author.name.clone(),
-                    email: self.author.email.clone(),
-                },
-                self.guards.clone(),
-            );
+            let (co, rules) = (checkout.clone(), self.guards.clone());
             blocking(move || workspace::commit_all(&co, &message, &author, &rules)).await
         };
         let committed = match committed {
@@ -351,14 +424,12 @@ impl Pipeline for WorkPipeline {
         ctx.event("step", json!({"step": "push", "status": "done"}))
             .await?;
 
-        let body = format!(
-            "{}\n\n{}\n\nTask `{}`",
-            outcome
-                .summary
-                .as_deref()
-                .unwrap_or("Changes made by maur."),
-            committed.diffstat(),
-            task.id
+        let body = pull_request_body(
+            task,
+            outcome.summary.as_deref(),
+            &committed,
+            self.check.is_some().then_some(true),
+            usage,
         );
         let pr = forge
             .open_pull_request(&PullRequestSpec {

@@ -1,0 +1,470 @@
+//! `POST /webhooks/github`: signed deliveries from the GitHub App, and the setup flow that
+//! registers the App.
+//!
+//! The signature is checked over the raw bytes before anything parses them. A delivery id
+//! that was already handled is answered from `webhook_deliveries`, so GitHub's redelivery
+//! never starts a second task.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use reqwest::Method;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::RawBody;
+use crate::forge::{Forge, ForgeError, Thread};
+use crate::github::client::{GitHubError, Scope};
+use crate::github::command::{self, Command};
+use crate::github::forge::GitHubForge;
+use crate::github::signature;
+use crate::github::webhook::{self, Decision, InstallChange, PrHead, Request};
+use crate::repo::RepoRef;
+use crate::report::forge_sink::report_to;
+use crate::store::tasks::Enqueued;
+use crate::store::{self, deliveries};
+use crate::task::{NewTask, Source, Task, TaskStatus};
+
+const SOURCE: &str = "github";
+
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Result<Response, ApiError> {
+    let settings = &state.config.github;
+    let (Some(app), Some(forge)) = (settings.app.as_ref(), state.github.clone()) else {
+        return Err(ApiError::not_found(
+            "GitHub webhooks are not enabled: set GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET (or open /github/setup)",
+        ));
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    signature::verify(&app.webhook_secrets, &body, header("x-hub-signature-256"))
+        .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()))?;
+    let event = header("x-github-event")
+        .filter(|e| !e.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request("missing X-GitHub-Event header").with("field", "X-GitHub-Event")
+        })?
+        .to_owned();
+    let delivery = header("x-github-delivery").map(str::to_owned);
+    if let Some(id) = &delivery
+        && let Some(seen) = deliveries::seen(&state.pool, SOURCE, id).await?
+    {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"duplicate": true, "delivery": id, "task_id": seen.task_id, "outcome": seen.outcome})),
+        )
+            .into_response());
+    }
+    let payload: Value = super::extract::parse(&body)?;
+    let decision = webhook::decide(&event, &payload, settings);
+    let (status, answer, task_id) = act(&state, &forge, decision).await?;
+    if let Some(id) = &delivery {
+        let outcome = answer
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .unwrap_or_default();
+        deliveries::record(&state.pool, SOURCE, id, task_id, &outcome).await?;
+    }
+    Ok((status, Json(answer)).into_response())
+}
+
+type Acted = (StatusCode, Value, Option<Uuid>);
+
+async fn act(
+    state: &AppState,
+    forge: &Arc<GitHubForge>,
+    decision: Decision,
+) -> Result<Acted, ApiError> {
+    match decision {
+        Decision::Ping => Ok((StatusCode::OK, json!({"pong": true}), None)),
+        Decision::Ignore(why) => Ok((StatusCode::ACCEPTED, json!({"ignored": why}), None)),
+        Decision::Installation {
+            id,
+            account,
+            change,
+        } => {
+            let pool = &state.pool;
+            match &change {
+                InstallChange::Repositories(repos) => {
+                    store::github::upsert_installation(pool, id, &account, Some(repos)).await?
+                }
+                InstallChange::Added { added, removed } => {
+                    store::github::change_repositories(pool, id, &account, added, removed).await?
+                }
+                InstallChange::Deleted => store::github::delete_installation(pool, id).await?,
+                InstallChange::Suspended(s) => store::github::set_suspended(pool, id, *s).await?,
+            }
+            tracing::info!(
+                installation = id,
+                account,
+                ?change,
+                "GitHub installation recorded"
+            );
+            Ok((StatusCode::OK, json!({"installation": id}), None))
+        }
+        Decision::Command(req) => command(state, forge, req).await,
+    }
+}
+
+/// GitHub could not be asked (permissions, the pull request): 502, and the delivery is
+/// not recorded, so redelivering it later works.
+fn upstream(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_GATEWAY,
+        format!("could not reach GitHub: {e}"),
+    )
+}
+
+fn thread(req: &Request) -> Thread {
+    Thread {
+        repo: req.repo.clone(),
+        number: req.number,
+    }
+}
+
+/// One issue or pull request has at most one active task.
+pub fn dedup_key(repo: &str, number: u64) -> String {
+    format!("github:{}#{number}", repo.to_ascii_lowercase())
+}
+
+async fn reply(forge: &GitHubForge, req: &Request, text: &str) {
+    if let Err(e) = forge.comment(&thread(req), text).await {
+        tracing::warn!(repo = %req.repo, number = req.number, error = %e, "could not reply on GitHub");
+    }
+}
+
+async fn command(
+    state: &AppState,
+    forge: &Arc<GitHubForge>,
+    req: Request,
+) -> Result<Acted, ApiError> {
+    let settings = &state.config.github;
+    if matches!(req.command, Command::Help | Command::Unknown(_)) {
+        let mut text = command::help(&settings.command, &settings.label);
+        if let Command::Unknown(verb) = &req.command {
+            text = format!(
+                "I don't know `{}`.\n\n{text}",
+                crate::report::render::one_line(verb)
+            );
+        }
+        reply(forge, &req, &text).await;
+        return Ok((StatusCode::OK, json!({"replied": "help"}), None));
+    }
+    let key = dedup_key(&req.repo, req.number);
+    if req.command == Command::Status {
+        let latest = store::tasks::latest_for_key(&state.pool, &key).await?;
+        let text = match latest {
+            Some(task) => status_line(state, &task).await?,
+            None => format!(
+                "No maur task has run here yet. Comment `{} fix` to start one.",
+                settings.command
+            ),
+        };
+        reply(forge, &req, &text).await;
+        return Ok((StatusCode::OK, json!({"replied": "status"}), None));
+    }
+    // Everything else changes something: only people with write access may.
+    let allowed = forge
+        .can_write(&req.repo, &req.sender)
+        .await
+        .map_err(upstream)?;
+    if !allowed {
+        reply(
+            forge,
+            &req,
+            &format!(
+                "Sorry @{}, only people with write access to {} (write, maintain or admin) can ask maur for work.",
+                req.sender, req.repo
+            ),
+        )
+        .await;
+        return Ok((StatusCode::OK, json!({"replied": "no write access"}), None));
+    }
+    match req.command.clone() {
+        Command::Cancel => cancel(state, forge, &req, &key).await,
+        Command::Retry => {
+            let Some(last) = store::tasks::latest_for_key(&state.pool, &key).await? else {
+                reply(
+                    forge,
+                    &req,
+                    &format!(
+                        "There is nothing to retry here. Comment `{} fix` to start.",
+                        settings.command
+                    ),
+                )
+                .await;
+                return Ok((StatusCode::OK, json!({"replied": "nothing to retry"}), None));
+            };
+            let task = retry_of(&last, &req, state.config.max_attempts)?;
+            enqueue(state, forge, &req, task).await
+        }
+        Command::Fix(instructions) => {
+            let task = match fix_task(state, forge, &req, &instructions).await? {
+                Ok(task) => task,
+                Err(refusal) => {
+                    reply(forge, &req, &refusal).await;
+                    return Ok((StatusCode::OK, json!({"replied": "refused"}), None));
+                }
+            };
+            enqueue(state, forge, &req, task).await
+        }
+        Command::Help | Command::Unknown(_) | Command::Status => unreachable!("answered above"),
+    }
+}
+
+async fn cancel(
+    state: &AppState,
+    forge: &GitHubForge,
+    req: &Request,
+    key: &str,
+) -> Result<Acted, ApiError> {
+    let active = store::tasks::latest_for_key(&state.pool, key)
+        .await?
+        .filter(|t| !t.status().is_terminal());
+    let Some(task) = active else {
+        reply(
+            forge,
+            req,
+            "Nothing is running here, so there is nothing to cancel.",
+        )
+        .await;
+        return Ok((
+            StatusCode::OK,
+            json!({"replied": "nothing to cancel"}),
+            None,
+        ));
+    };
+    store::tasks::request_cancel(&state.pool, task.id, &req.sender).await?;
+    if let Err(e) = forge.react(&thread(req), &req.react).await {
+        tracing::warn!(error = %e, "could not react to the cancel");
+    }
+    Ok((StatusCode::OK, json!({"cancelled": task.id}), Some(task.id)))
+}
+
+async fn enqueue(
+    state: &AppState,
+    forge: &GitHubForge,
+    req: &Request,
+    task: NewTask,
+) -> Result<Acted, ApiError> {
+    match store::tasks::enqueue(&state.pool, &task).await? {
+        Enqueued::Created(id) => {
+            state.hub.announce_queued();
+            tracing::info!(task = %id, repo = %req.repo, number = req.number, "GitHub task queued");
+            Ok((
+                StatusCode::ACCEPTED,
+                json!({"task_id": id, "status": "queued"}),
+                Some(id),
+            ))
+        }
+        Enqueued::Duplicate(active) => {
+            let link = progress_link(state, active).await?;
+            reply(
+                forge,
+                req,
+                &format!(
+                    "maur is already working on this: {link}. Comment `{} cancel` to stop it.",
+                    state.config.github.command
+                ),
+            )
+            .await;
+            Ok((
+                StatusCode::OK,
+                json!({"duplicate": true, "task_id": active}),
+                Some(active),
+            ))
+        }
+    }
+}
+
+async fn progress_link(state: &AppState, id: Uuid) -> Result<String, ApiError> {
+    let state_of = store::reports::state_of(&state.pool, id).await?;
+    Ok(
+        match state_of.as_ref().and_then(|s| s["comment_url"].as_str()) {
+            Some(url) if !url.is_empty() => format!("[progress]({url})"),
+            _ => format!("task `{id}`"),
+        },
+    )
+}
+
+async fn status_line(state: &AppState, task: &Task) -> Result<String, ApiError> {
+    let link = progress_link(state, task.id).await?;
+    Ok(match task.status() {
+        TaskStatus::Queued => format!("Queued, waiting for a worker ({link})."),
+        TaskStatus::Running => format!(
+            "Running, attempt {} of {} ({link}).",
+            task.attempts, task.max_attempts
+        ),
+        TaskStatus::Succeeded => match &task.pr_url {
+            Some(url) => format!("Done: {url} ({link})."),
+            None => format!("Done, no changes were needed ({link})."),
+        },
+        TaskStatus::Failed => format!(
+            "Failed: {} ({link}). Comment `{} retry` to run it again.",
+            crate::report::render::one_line(task.error.as_deref().unwrap_or("unknown error")),
+            state.config.github.command
+        ),
+        TaskStatus::Cancelled => format!("Cancelled ({link})."),
+    })
+}
+
+fn co_author(req: &Request) -> Value {
+    json!({"name": req.sender, "email": format!("{}+{}@users.noreply.github.com", req.sender_id, req.sender)})
+}
+
+fn base_task(
+    state: &AppState,
+    req: &Request,
+    prompt: String,
+    context: Value,
+) -> Result<NewTask, ApiError> {
+    let repo = RepoRef::parse(&req.repo)
+        .map_err(|e| ApiError::unprocessable("repository", e.to_string()))?;
+    let title = if req.title.trim().is_empty() {
+        format!("{}#{}", req.repo, req.number)
+    } else {
+        req.title.trim().chars().take(200).collect()
+    };
+    Ok(NewTask {
+        source: Source::Github,
+        dedup_key: Some(dedup_key(&req.repo, req.number)),
+        title,
+        prompt,
+        repo_given: req.repo.clone(),
+        repo,
+        repo_branch: None,
+        context,
+        max_attempts: state.config.max_attempts,
+        report_to: Some(report_to(SOURCE, &thread(req), Some(&req.react))),
+    })
+}
+
+fn github_context(req: &Request) -> Value {
+    json!({
+        "github": {"repo": req.repo, "number": req.number, "is_pr": req.is_pr, "url": req.url, "installation": req.installation},
+        "requested_by": co_author(req),
+    })
+}
+
+/// The task for `/maur fix`, or the reply that says why there is none.
+async fn fix_task(
+    state: &AppState,
+    forge: &GitHubForge,
+    req: &Request,
+    instructions: &str,
+) -> Result<Result<NewTask, String>, ApiError> {
+    let mut context = github_context(req);
+    if !req.is_pr {
+        context["issue_number"] = json!(req.number);
+        let prompt = webhook::issue_prompt(req, instructions);
+        return Ok(Ok(base_task(state, req, prompt, context)?));
+    }
+    let head = match &req.head {
+        Some(head) => head.clone(),
+        None => pull_request_head(forge, req).await.map_err(upstream)?,
+    };
+    let same_repo = head
+        .repo
+        .as_deref()
+        .is_some_and(|r| r.eq_ignore_ascii_case(&req.repo));
+    if !same_repo {
+        return Ok(Err(format!(
+            "This pull request's branch lives in {}, and maur can only push to branches in {}. \
+             Ask for the fix on an issue, or push the branch here.",
+            head.repo.as_deref().unwrap_or("a deleted fork"),
+            req.repo
+        )));
+    }
+    let conversation = conversation(forge, req).await.map_err(upstream)?;
+    let prompt = webhook::pull_request_prompt(req, &head.branch, &conversation, instructions);
+    context["work_branch"] = json!(head.branch);
+    Ok(Ok(base_task(state, req, prompt, context)?))
+}
+
+async fn pull_request_head(forge: &GitHubForge, req: &Request) -> Result<PrHead, GitHubError> {
+    let pr = forge
+        .gh
+        .call(
+            Method::GET,
+            &format!("/repos/{}/pulls/{}", req.repo, req.number),
+            None,
+            &req.repo,
+            Scope::Read,
+        )
+        .await?;
+    Ok(PrHead {
+        repo: pr.body["head"]["repo"]["full_name"]
+            .as_str()
+            .map(str::to_owned),
+        branch: pr.body["head"]["ref"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// The pull request's comments, oldest first (one page: the newest 100 matter most).
+async fn conversation(
+    forge: &GitHubForge,
+    req: &Request,
+) -> Result<Vec<(String, String)>, GitHubError> {
+    let r = forge
+        .gh
+        .call(
+            Method::GET,
+            &format!(
+                "/repos/{}/issues/{}/comments?per_page=100",
+                req.repo, req.number
+            ),
+            None,
+            &req.repo,
+            Scope::Read,
+        )
+        .await?;
+    Ok(r.body
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|c| {
+                    (
+                        c["user"]["login"].as_str().unwrap_or("someone").to_owned(),
+                        c["body"].as_str().unwrap_or_default().to_owned(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// `/maur retry`: the last task's work again, reported where this comment is.
+fn retry_of(last: &Task, req: &Request, max_attempts: i32) -> Result<NewTask, ApiError> {
+    let repo = RepoRef::parse(&last.repo_url)
+        .map_err(|e| ApiError::unprocessable("repository", e.to_string()))?;
+    let mut context = last.context.clone();
+    context["requested_by"] = co_author(req);
+    Ok(NewTask {
+        source: Source::Github,
+        dedup_key: last.dedup_key.clone(),
+        title: last.title.clone(),
+        prompt: last.prompt.clone(),
+        repo_given: last.repo.clone(),
+        repo,
+        repo_branch: last.repo_branch.clone(),
+        context,
+        max_attempts,
+        report_to: Some(report_to(SOURCE, &thread(req), Some(&req.react))),
+    })
+}
+
+impl From<ForgeError> for ApiError {
+    fn from(e: ForgeError) -> Self {
+        upstream(e)
+    }
+}

@@ -1,0 +1,517 @@
+//! GitHub's REST API as the App: JWT for `/app` routes, installation tokens for the rest.
+//!
+//! Tokens are narrowed to one repository and the permissions of the step that needs them,
+//! kept in memory only (moka) until five minutes before they expire, and looked up again at
+//! every use, so a task that runs for hours still pushes with a valid token. Each call
+//! honours GitHub's rate-limit headers, retries 5xx with backoff and re-mints once on 401.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::EncodingKey;
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::sync::{Mutex, OnceCell};
+
+use super::jwt;
+use super::settings::GitHubSettings;
+use crate::forge::count_api_call;
+use crate::store;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GitHubError {
+    /// Worth retrying later: network trouble, 5xx, rate limits.
+    #[error("GitHub is unavailable: {0}")]
+    Transient(String),
+    #[error("GitHub: not found: {0}")]
+    NotFound(String),
+    /// GitHub refused the request and will refuse it again.
+    #[error("GitHub refused the request ({status}): {message}")]
+    Rejected { status: u16, message: String },
+    #[error("GitHub App misconfigured: {0}")]
+    Config(String),
+}
+
+/// What an installation token may do: each step asks for only what it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Reading the repository, its issues and pull requests, collaborator permissions.
+    Read,
+    /// Fetching and pushing git data.
+    Git,
+    /// Opening and finding pull requests.
+    PullRequests,
+    /// Comments and reactions on issues and pull requests.
+    Comments,
+}
+
+impl Scope {
+    fn permissions(self) -> Value {
+        match self {
+            Self::Read => {
+                json!({"contents": "read", "issues": "read", "pull_requests": "read", "metadata": "read"})
+            }
+            Self::Git => json!({"contents": "write", "metadata": "read"}),
+            Self::PullRequests => json!({"pull_requests": "write", "metadata": "read"}),
+            Self::Comments => {
+                json!({"issues": "write", "pull_requests": "write", "metadata": "read"})
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+struct Token {
+    secret: SecretString,
+    expires_at: DateTime<Utc>,
+}
+
+/// How much life a cached token must have left to be handed out.
+const TOKEN_MARGIN: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+const ATTEMPTS: u32 = 4;
+
+/// The App's bot user: commits are authored as it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotUser {
+    pub login: String,
+    pub email: String,
+}
+
+pub struct GitHub {
+    http: reqwest::Client,
+    pub api_url: String,
+    pub web_url: String,
+    app_id: u64,
+    key: EncodingKey,
+    pool: PgPool,
+    jwt: Mutex<Option<(String, i64)>>,
+    tokens: moka::future::Cache<(i64, String, Scope), Token>,
+    installations: moka::future::Cache<String, i64>,
+    permissions: moka::future::Cache<(String, String), bool>,
+    bot: OnceCell<BotUser>,
+    /// Longest a rate limit may make one call wait before it gives up (and the task retries).
+    pub max_wait: Duration,
+    /// First backoff after a 5xx; doubles per attempt.
+    pub backoff: Duration,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl GitHub {
+    pub fn new(settings: &GitHubSettings, pool: PgPool) -> Result<Arc<Self>, GitHubError> {
+        let app = settings.app.as_ref().ok_or_else(|| {
+            GitHubError::Config(
+                "GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY and GITHUB_WEBHOOK_SECRET are not set"
+                    .into(),
+            )
+        })?;
+        let key = EncodingKey::from_rsa_pem(app.private_key.expose_secret().as_bytes()).map_err(
+            |_| {
+                GitHubError::Config("GITHUB_APP_PRIVATE_KEY is not an RSA key in PEM format".into())
+            },
+        )?;
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("maur/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| GitHubError::Config(format!("building the HTTP client: {e}")))?;
+        Ok(Arc::new(Self {
+            http,
+            api_url: settings.api_url.clone(),
+            web_url: settings.web_url.clone(),
+            app_id: app.app_id,
+            key,
+            pool,
+            jwt: Mutex::new(None),
+            tokens: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            installations: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
+            permissions: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+            bot: OnceCell::new(),
+            max_wait: Duration::from_secs(60),
+            backoff: Duration::from_millis(500),
+        }))
+    }
+
+    async fn app_jwt(&self) -> Result<String, GitHubError> {
+        let now = Utc::now().timestamp();
+        let mut cached = self.jwt.lock().await;
+        if let Some((token, made)) = cached.as_ref()
+            && now - made < 5 * 60
+        {
+            return Ok(token.clone());
+        }
+        let token = jwt::app_jwt(self.app_id, &self.key, now)
+            .map_err(|e| GitHubError::Config(format!("signing the App JWT: {e}")))?;
+        *cached = Some((token.clone(), now));
+        Ok(token)
+    }
+
+    /// The installation that covers `repo` (`owner/name`): from webhooks we recorded, else
+    /// from GitHub.
+    pub async fn installation_for(&self, repo: &str) -> Result<i64, GitHubError> {
+        let key = repo.to_ascii_lowercase();
+        if let Some(id) = self.installations.get(&key).await {
+            return Ok(id);
+        }
+        let known = store::github::installation_for(&self.pool, &key)
+            .await
+            .map_err(|e| GitHubError::Transient(e.to_string()))?;
+        let id = match known {
+            Some(id) => id,
+            None => {
+                let found = self
+                    .app_call(Method::GET, &format!("/repos/{repo}/installation"), None)
+                    .await
+                    .map_err(|e| match e {
+                        GitHubError::NotFound(_) => GitHubError::Rejected {
+                            status: 404,
+                            message: format!(
+                                "the GitHub App is not installed on {repo}: install it there first"
+                            ),
+                        },
+                        other => other,
+                    })?;
+                let id = found.body["id"].as_i64().ok_or_else(|| {
+                    GitHubError::Transient("installation answer without an id".into())
+                })?;
+                let account = found.body["account"]["login"].as_str().unwrap_or_default();
+                if let Err(e) =
+                    store::github::remember_repository(&self.pool, id, account, &key).await
+                {
+                    tracing::warn!(error = %e, "could not record the installation");
+                }
+                id
+            }
+        };
+        self.installations.insert(key, id).await;
+        Ok(id)
+    }
+
+    /// A token for `repo` with `scope`, valid for at least five more minutes.
+    pub async fn token(&self, repo: &str, scope: Scope) -> Result<SecretString, GitHubError> {
+        let installation = self.installation_for(repo).await?;
+        let key = (installation, repo.to_ascii_lowercase(), scope);
+        if let Some(token) = self.tokens.get(&key).await {
+            if token.expires_at - TOKEN_MARGIN > Utc::now() {
+                return Ok(token.secret);
+            }
+            self.tokens.invalidate(&key).await;
+        }
+        let name = repo.rsplit('/').next().unwrap_or(repo).to_owned();
+        let token = self
+            .tokens
+            .try_get_with(key, self.mint(installation, name, scope))
+            .await
+            .map_err(|e: Arc<GitHubError>| (*e).clone())?;
+        Ok(token.secret)
+    }
+
+    async fn mint(
+        &self,
+        installation: i64,
+        repo_name: String,
+        scope: Scope,
+    ) -> Result<Token, GitHubError> {
+        let body = json!({"repositories": [repo_name], "permissions": scope.permissions()});
+        let answer = self
+            .app_call(
+                Method::POST,
+                &format!("/app/installations/{installation}/access_tokens"),
+                Some(&body),
+            )
+            .await?;
+        let secret = answer.body["token"]
+            .as_str()
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| GitHubError::Transient("token answer without a token".into()))?;
+        let expires_at = answer.body["expires_at"]
+            .as_str()
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|t| t.with_timezone(&Utc))
+            // Unknown expiry: assume the documented hour.
+            .unwrap_or_else(|| Utc::now() + chrono::TimeDelta::hours(1));
+        Ok(Token {
+            secret: SecretString::from(secret.to_owned()),
+            expires_at,
+        })
+    }
+
+    /// A call authenticated as the App itself.
+    /// Boxed: minting a token is itself an App call, so `send` reaches itself through here.
+    pub fn app_call<'a>(
+        &'a self,
+        method: Method,
+        path: &'a str,
+        body: Option<&'a Value>,
+    ) -> futures::future::BoxFuture<'a, Result<Response, GitHubError>> {
+        Box::pin(self.send(method, path, body, None))
+    }
+
+    /// A call on `repo` authenticated with an installation token of `scope`.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        repo: &str,
+        scope: Scope,
+    ) -> Result<Response, GitHubError> {
+        self.send(method, path, body, Some((repo, scope))).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        auth: Option<(&str, Scope)>,
+    ) -> Result<Response, GitHubError> {
+        let url = format!("{}{path}", self.api_url);
+        let mut reminted = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let bearer = match auth {
+                Some((repo, scope)) => self.token(repo, scope).await?,
+                None => SecretString::from(self.app_jwt().await?),
+            };
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("Accept", "application/vnd.github+json")
+                .header("X-GitHub-Api-Version", "2022-11-28")
+                .bearer_auth(bearer.expose_secret());
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            count_api_call();
+            let response = match request.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    // reqwest's message names the URL, which never holds a token.
+                    let why = format!("{method} {path}: {}", e.without_url());
+                    if attempt < ATTEMPTS {
+                        tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                        continue;
+                    }
+                    return Err(GitHubError::Transient(why));
+                }
+            };
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response.text().await.unwrap_or_default();
+            let parsed: Value = if text.trim().is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+            };
+            if status.is_success() {
+                return Ok(Response {
+                    status,
+                    body: parsed,
+                });
+            }
+            let message = parsed
+                .get("message")
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+                .unwrap_or_else(|| text.chars().take(200).collect());
+            if status == StatusCode::UNAUTHORIZED
+                && !reminted
+                && let Some((repo, scope)) = auth
+            {
+                // Revoked or expired early: mint a fresh one, once.
+                reminted = true;
+                if let Ok(installation) = self.installation_for(repo).await {
+                    self.tokens
+                        .invalidate(&(installation, repo.to_ascii_lowercase(), scope))
+                        .await;
+                }
+                continue;
+            }
+            if let Some(wait) = rate_limit_wait(status, &headers, Utc::now().timestamp()) {
+                if wait <= self.max_wait && attempt < ATTEMPTS {
+                    tracing::info!(path, wait_s = wait.as_secs(), "GitHub rate limit: waiting");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err(GitHubError::Transient(format!(
+                    "{method} {path}: rate limited for {}s: {message}",
+                    wait.as_secs()
+                )));
+            }
+            if status.is_server_error() {
+                if attempt < ATTEMPTS {
+                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
+                    continue;
+                }
+                return Err(GitHubError::Transient(format!(
+                    "{method} {path}: {status}: {message}"
+                )));
+            }
+            if status == StatusCode::NOT_FOUND {
+                return Err(GitHubError::NotFound(format!("{method} {path}: {message}")));
+            }
+            return Err(GitHubError::Rejected {
+                status: status.as_u16(),
+                message: format!("{method} {path}: {message}"),
+            });
+        }
+    }
+
+    /// Whether `user` may ask maur for work on `repo`: write, maintain or admin.
+    pub async fn can_write(&self, repo: &str, user: &str) -> Result<bool, GitHubError> {
+        let key = (repo.to_ascii_lowercase(), user.to_ascii_lowercase());
+        if let Some(allowed) = self.permissions.get(&key).await {
+            return Ok(allowed);
+        }
+        let answer = self
+            .call(
+                Method::GET,
+                &format!("/repos/{repo}/collaborators/{user}/permission"),
+                None,
+                repo,
+                Scope::Read,
+            )
+            .await;
+        let allowed = match answer {
+            Ok(r) => may_write(&r.body),
+            Err(GitHubError::NotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+        self.permissions.insert(key, allowed).await;
+        Ok(allowed)
+    }
+
+    /// The App's bot user (`<slug>[bot]`), looked up once.
+    pub async fn bot_user(&self, repo: &str) -> Result<BotUser, GitHubError> {
+        self.bot
+            .get_or_try_init(|| async {
+                let app = self.app_call(Method::GET, "/app", None).await?;
+                let slug = app.body["slug"]
+                    .as_str()
+                    .ok_or_else(|| {
+                        GitHubError::Transient("GET /app answered without a slug".into())
+                    })?
+                    .to_owned();
+                let login = format!("{slug}[bot]");
+                let user = self
+                    .call(
+                        Method::GET,
+                        &format!("/users/{slug}%5Bbot%5D"),
+                        None,
+                        repo,
+                        Scope::Read,
+                    )
+                    .await?;
+                let id = user.body["id"].as_i64().unwrap_or_default();
+                Ok(BotUser {
+                    email: format!("{id}+{login}@users.noreply.github.com"),
+                    login,
+                })
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// GitHub's permission answer: `permission` is admin/write/read/none (maintain reads as
+/// write), `role_name` the finer role.
+pub fn may_write(answer: &Value) -> bool {
+    let allowed = |v: &Value| matches!(v.as_str(), Some("admin" | "maintain" | "write"));
+    allowed(&answer["permission"]) || allowed(&answer["role_name"])
+}
+
+/// How long GitHub asks us to wait, if this answer is a rate limit: `Retry-After` (secondary
+/// limits), or `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (primary).
+pub fn rate_limit_wait(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    now: i64,
+) -> Option<Duration> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    if let Some(secs) = header("retry-after") {
+        return Some(Duration::from_secs(secs.max(1) as u64));
+    }
+    if header("x-ratelimit-remaining") == Some(0) {
+        let reset = header("x-ratelimit-reset").unwrap_or(now + 60);
+        return Some(Duration::from_secs((reset - now).max(1) as u64));
+    }
+    // A 429 without headers: GitHub says to wait at least a minute.
+    (status == StatusCode::TOO_MANY_REQUESTS).then(|| Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn write_maintain_and_admin_may_ask() {
+        assert!(may_write(
+            &json!({"permission": "admin", "role_name": "admin"})
+        ));
+        assert!(may_write(
+            &json!({"permission": "write", "role_name": "maintain"})
+        ));
+        assert!(may_write(
+            &json!({"permission": "write", "role_name": "write"})
+        ));
+        assert!(!may_write(
+            &json!({"permission": "read", "role_name": "triage"})
+        ));
+        assert!(!may_write(&json!({"permission": "none"})));
+        assert!(!may_write(&json!({})));
+    }
+
+    #[test]
+    fn rate_limits_are_read_from_the_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, 100),
+            None,
+            "a plain 403"
+        );
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, 100),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(rate_limit_wait(StatusCode::BAD_REQUEST, &h, 100), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
+        h.insert("x-ratelimit-reset", HeaderValue::from_static("130"));
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, 100),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), 100),
+            Some(Duration::from_secs(60))
+        );
+    }
+}
