@@ -2,6 +2,7 @@
 //! driven through HTTP with reqwest, plus scripted pipelines and a cuttable DB proxy.
 #![allow(dead_code)]
 
+pub mod fakegithub;
 pub mod git;
 pub mod githttp;
 pub mod llm;
