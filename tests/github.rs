@@ -21,7 +21,7 @@ const SECRET: &str = "webhook-secret-for-tests";
 struct Gh {
     t: TestApp,
     fake: FakeGitHub,
-    git: GitServer,
+    _git: GitServer,
     /// The repository's bare copy on the git server.
     bare: PathBuf,
     data: PathBuf,
@@ -65,7 +65,7 @@ async fn gh_app_with(pool: PgPool, script: &str, extra: &[(&str, &str)]) -> Gh {
         bare: root.join("acme/api.git"),
         t,
         fake,
-        git,
+        _git: git,
         data,
     }
 }
@@ -411,4 +411,390 @@ async fn help_status_and_unknown_commands_reply(pool: PgPool) {
     assert!(replies[0].contains("/maur fix [instructions]"));
     assert!(replies[1].contains("No maur task has run here yet"));
     assert!(replies[2].starts_with("I don't know `dance`"));
+}
+
+fn pr_comment(body: &str, sender: &str, number: u64) -> Value {
+    let mut c = comment(body, sender, number);
+    c["issue"]["pull_request"] =
+        json!({"url": format!("https://api.github.example/repos/acme/api/pulls/{number}")});
+    c["issue"]["title"] = json!("Rename the pager");
+    c
+}
+
+fn open_pr(gh: &Gh, number: u64, head: &str, head_repo: &str) {
+    gh.fake.with(|s| {
+        s.pulls.push(support::fakegithub::FakePull {
+            number,
+            repo: "acme/api".into(),
+            head: head.into(),
+            base: "main".into(),
+            title: "Rename the pager".into(),
+            body: "First go".into(),
+            head_repo: head_repo.into(),
+        })
+    });
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_follow_up_on_a_pull_request_pushes_to_its_branch(pool: PgPool) {
+    let gh = gh_app(
+        pool,
+        "cp {prompt_file} prompt.txt && echo 'Renamed as asked'",
+    )
+    .await;
+    git(&gh.bare, &["branch", "feature", "main"]);
+    let before = git(&gh.bare, &["rev-parse", "feature"]);
+    open_pr(&gh, 7, "feature", "acme/api");
+    gh.fake.with(|s| {
+        s.conversation.insert(
+            ("acme/api".into(), 7),
+            vec![("rita".into(), "call it paginate please".into())],
+        );
+    });
+    let (s, b) = gh
+        .deliver(
+            "issue_comment",
+            &pr_comment("/maur fix apply the review", "ann", 7),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    gh.work_one().await;
+    let task = gh.t.wait_for_status(&id, "succeeded").await;
+    assert_eq!(task["outcome"], "pr_updated", "{task:#}");
+    assert_eq!(task["branch"], "feature");
+    // A new commit on the same branch, on top of what was there; no second pull request.
+    assert_eq!(git(&gh.bare, &["rev-parse", "feature^"]), before);
+    let prompt = git(&gh.bare, &["show", "feature:prompt.txt"]);
+    assert!(prompt.contains("Update pull request #7"), "{prompt}");
+    assert!(
+        prompt.contains("@rita: call it paginate please"),
+        "{prompt}"
+    );
+    assert!(prompt.contains("apply the review"), "{prompt}");
+    assert_eq!(gh.fake.with(|s| s.pulls.len()), 1);
+    let text = gh.final_comment(7, "Updated the pull request").await;
+    assert!(text.contains("/pull/7"), "{text}");
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_pull_request_from_a_fork_gets_a_clear_no(pool: PgPool) {
+    let gh = gh_app(pool, FIX).await;
+    open_pr(&gh, 9, "patch-1", "stranger/api");
+    let (s, b) = gh
+        .deliver("issue_comment", &pr_comment("/maur fix", "ann", 9))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let replies = gh.fake.comments_on("acme/api", 9);
+    assert_eq!(replies.len(), 1);
+    assert!(
+        replies[0].body().contains("lives in stranger/api"),
+        "{}",
+        replies[0].body()
+    );
+    assert_eq!(gh.t.count("SELECT count(*) FROM tasks").await, 0);
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn cancel_stops_the_running_task(pool: PgPool) {
+    let gh = gh_app(pool, "sleep 60").await;
+    let (_, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 10))
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    let pipeline = gh.t.app.pipeline().unwrap();
+    let worker = gh.t.app.worker(pipeline);
+    let running = tokio::spawn(async move { worker.run_one().await });
+    gh.t.wait_for_status(&id, "running").await;
+    let (s, b) = gh
+        .deliver("issue_comment", &comment("/maur cancel", "max", 10))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["cancelled"], id.as_str());
+    running.await.unwrap().unwrap();
+    gh.t.wait_for_status(&id, "cancelled").await;
+    gh.final_comment(10, "Cancelled").await;
+    assert!(gh.fake.with(|s| s.pulls.is_empty()));
+    // Nothing left to cancel.
+    gh.deliver("issue_comment", &comment("/maur cancel", "max", 10))
+        .await;
+    assert!(
+        gh.fake
+            .comments_on("acme/api", 10)
+            .iter()
+            .any(|c| c.body().contains("nothing to cancel"))
+    );
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn retry_after_a_failure_runs_the_work_again(pool: PgPool) {
+    let mark = temp("mark").join("failed-once");
+    let script = format!(
+        "if [ -f {m} ]; then {FIX}; else touch {m}; echo 'cannot build' >&2; exit 3; fi",
+        m = mark.display()
+    );
+    let gh = gh_app(pool, &script).await;
+    let (_, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 11))
+        .await;
+    let first = b["task_id"].as_str().unwrap().to_owned();
+    gh.work_one().await;
+    gh.t.wait_for_status(&first, "failed").await;
+    let failed = gh.final_comment(11, "Failed").await;
+    assert!(failed.contains("cannot build"), "the reason: {failed}");
+
+    let (s, b) = gh
+        .deliver("issue_comment", &comment("/maur retry", "ann", 11))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let second = b["task_id"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    gh.work_one().await;
+    let task = gh.t.wait_for_status(&second, "succeeded").await;
+    assert_eq!(task["outcome"], "pr_opened");
+    gh.fake
+        .wait_until("the retry's progress says done", |s| {
+            s.comments
+                .iter()
+                .any(|c| c.body().contains(&second) && c.body().contains("Opened a pull request"))
+        })
+        .await;
+    assert_eq!(gh.fake.with(|s| s.pulls.len()), 1);
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_token_that_expires_mid_task_is_replaced_before_the_push(pool: PgPool) {
+    let gh = gh_app(pool, &format!("sleep 3; {FIX}")).await;
+    // Tokens claim five minutes and two seconds but stop working after two seconds, so
+    // only a token minted at the moment of the push works.
+    gh.fake.with(|s| {
+        s.token_life = Duration::from_secs(5 * 60 + 2);
+        s.token_works_for = Some(Duration::from_secs(2));
+    });
+    let (_, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 13))
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    gh.work_one().await;
+    let task = gh.t.wait_for_status(&id, "succeeded").await;
+    assert_eq!(task["outcome"], "pr_opened", "{task:#}");
+    let git_tokens = gh.fake.with(|s| {
+        s.issued
+            .iter()
+            .filter(|i| i.permissions["contents"] == "write")
+            .count()
+    });
+    assert!(git_tokens >= 2, "a fresh token for the push: {git_tokens}");
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_worker_killed_mid_task_leaves_one_pull_request_and_one_comment(pool: PgPool) {
+    let mark = temp("mark").join("started");
+    let script = format!(
+        "if [ -f {m} ]; then {FIX}; else touch {m}; sleep 60; fi",
+        m = mark.display()
+    );
+    let gh = gh_app(pool, &script).await;
+    let (_, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 14))
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    let pipeline = gh.t.app.pipeline().unwrap();
+    let worker = gh.t.app.worker(pipeline);
+    let first = {
+        let worker = worker.clone();
+        tokio::spawn(async move { worker.run_one().await })
+    };
+    while !mark.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.abort();
+    let _ = first.await;
+    // The lease runs out as if the process had died; the reaper hands the task back.
+    sqlx::query("UPDATE tasks SET locked_until = now() - interval '1 second' WHERE id = $1::uuid")
+        .bind(&id)
+        .execute(&gh.t.pool)
+        .await
+        .unwrap();
+    worker.reap().await.unwrap();
+    gh.work_one().await;
+    let task = gh.t.wait_for_status(&id, "succeeded").await;
+    assert_eq!(task["attempts"], 2, "{task:#}");
+    let text = gh.final_comment(14, "Opened a pull request").await;
+    assert!(text.contains(&id));
+    assert_eq!(gh.fake.with(|s| s.pulls.len()), 1);
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn installation_tokens_appear_nowhere(pool: PgPool) {
+    let (writer, logs) = support::LogCapture::new();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish(),
+    );
+    let gh = gh_app(pool, &format!("env > agent-env.txt; {FIX}")).await;
+    let (_, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 15))
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    gh.work_one().await;
+    let task = gh.t.wait_for_status(&id, "succeeded").await;
+    gh.final_comment(15, "Opened a pull request").await;
+
+    let tokens = gh.fake.tokens();
+    assert!(tokens.len() >= 2, "{tokens:?}");
+    let mut places: Vec<(String, String)> = vec![
+        ("the task as the API shows it".into(), task.to_string()),
+        ("the agent's log".into(), gh.t.agent_log(&id).await),
+        (
+            "the agent's environment".into(),
+            git(&gh.bare, &["show", &format!("maur/{id}:agent-env.txt")]),
+        ),
+        ("the logs".into(), logs.text()),
+    ];
+    assert!(
+        places[2].1.contains("PATH="),
+        "env was captured: {}",
+        places[2].1
+    );
+    assert!(
+        places[3].1.contains("GitHub task queued"),
+        "logs were captured: {}",
+        places[3].1
+    );
+    for table in [
+        "tasks",
+        "task_events",
+        "task_reports",
+        "webhook_deliveries",
+        "github_installations",
+        "github_repositories",
+    ] {
+        let dump: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(row_to_json(x)::text, '\n') FROM {table} x"
+        ))
+        .fetch_one(&gh.t.pool)
+        .await
+        .unwrap();
+        places.push((format!("table {table}"), dump.unwrap_or_default()));
+    }
+    for c in gh.fake.with(|s| s.comments.clone()) {
+        places.push((format!("comment {}", c.id), c.bodies.join("\n")));
+    }
+    for p in gh.fake.with(|s| s.pulls.clone()) {
+        places.push((
+            format!("pull request {}", p.number),
+            format!("{} {}", p.title, p.body),
+        ));
+    }
+    for file in files_under(&gh.data) {
+        let bytes = std::fs::read(&file).unwrap_or_default();
+        places.push((
+            file.display().to_string(),
+            String::from_utf8_lossy(&bytes).into_owned(),
+        ));
+    }
+    assert!(places.len() > 10);
+    for token in &tokens {
+        for (place, text) in &places {
+            assert!(!text.contains(token.as_str()), "the token is in {place}");
+        }
+    }
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn every_public_example_payload_is_accepted_without_a_5xx(pool: PgPool) {
+    let gh = gh_app(pool, FIX).await;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/github/examples");
+    let mut seen = 0;
+    for event_dir in std::fs::read_dir(&root).unwrap().flatten() {
+        let event = event_dir.file_name().to_string_lossy().into_owned();
+        for file in std::fs::read_dir(event_dir.path()).unwrap().flatten() {
+            let bytes = std::fs::read(file.path()).unwrap();
+            let resp =
+                gh.t.client
+                    .post(gh.t.url("/webhooks/github"))
+                    .header("x-github-event", &event)
+                    .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
+                    .header("x-hub-signature-256", sign(SECRET, &bytes))
+                    .body(bytes)
+                    .send()
+                    .await
+                    .unwrap();
+            let status = resp.status();
+            assert!(
+                status.as_u16() < 500,
+                "{event}/{:?}: {status}",
+                file.file_name()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen > 250, "{seen}");
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn installations_are_recorded_and_api_tasks_find_them(pool: PgPool) {
+    let gh = gh_app(pool, FIX).await;
+    let (s, _) = gh
+        .deliver(
+            "installation",
+            &json!({"action": "created", "installation": {"id": support::fakegithub::INSTALLATION, "account": {"login": "acme"}},
+                    "repositories": [{"full_name": "acme/api"}], "sender": {"login": "ann", "type": "User"}}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        gh.t.count("SELECT installation_id FROM github_repositories WHERE full_name = 'acme/api'")
+            .await,
+        support::fakegithub::INSTALLATION
+    );
+    // A task through the REST API names owner/name; the worker finds the installation
+    // without asking GitHub.
+    let (s, b) =
+        gh.t.post(
+            "/tasks",
+            &json!({"prompt": "Fix the pager", "repo": "acme/api"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    gh.work_one().await;
+    let task = gh.t.wait_for_status(&id, "succeeded").await;
+    assert_eq!(task["outcome"], "pr_opened", "{task:#}");
+    let asked = gh.fake.with(|s| {
+        s.calls
+            .iter()
+            .filter(|c| c.ends_with("/installation"))
+            .count()
+    });
+    assert_eq!(asked, 0);
+    gh.deliver(
+        "installation_repositories",
+        &json!({"action": "removed", "installation": {"id": support::fakegithub::INSTALLATION, "account": {"login": "acme"}},
+                "repositories_added": [], "repositories_removed": [{"full_name": "acme/api"}]}),
+    )
+    .await;
+    assert_eq!(
+        gh.t.count("SELECT count(*) FROM github_repositories").await,
+        0
+    );
 }
