@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::auth::TokenSet;
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{AgentKind, Config};
 use crate::forge::Forge;
 use crate::forge::local::LocalForge;
 use crate::github::client::GitHub;
@@ -17,6 +17,7 @@ use crate::github::forge::GitHubForge;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::report::forge_sink::ForgeSink;
+use crate::report::render::RenderOptions;
 use crate::report::{Reporter, ReporterConfig, Sinks};
 use crate::worker::work::WorkPipeline;
 use crate::worker::{Pipeline, Worker, WorkerConfig};
@@ -105,7 +106,16 @@ impl App {
             self.state.pool.clone(),
             Arc::clone(&self.state.hub),
             sinks,
-            ReporterConfig::default(),
+            ReporterConfig {
+                min_interval: self.state.config.report_interval,
+                render: RenderOptions {
+                    model: matches!(self.state.config.agent.kind, AgentKind::OpenCode)
+                        .then(|| self.state.config.agent.llm_model.clone()),
+                    price_input: self.state.config.llm_price_input,
+                    price_output: self.state.config.llm_price_output,
+                },
+                ..ReporterConfig::default()
+            },
         )
     }
 

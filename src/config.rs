@@ -71,6 +71,9 @@ pub struct Config {
     /// Dollars per million tokens, for the cost shown in progress comments.
     pub llm_price_input: Option<f64>,
     pub llm_price_output: Option<f64>,
+    /// At most one edit of a progress comment per task per this interval (final states go
+    /// out at once): forges rate-limit busy bots.
+    pub report_interval: Duration,
 }
 
 /// A configuration problem, always naming the variable and what it expects. The value is
@@ -188,6 +191,7 @@ impl Config {
             github: crate::github::settings::GitHubSettings::from_lookup(&get)?,
             llm_price_input: price(&get, "MAUR_LLM_PRICE_INPUT")?,
             llm_price_output: price(&get, "MAUR_LLM_PRICE_OUTPUT")?,
+            report_interval: duration(&get, "MAUR_REPORT_INTERVAL", Duration::from_secs(3))?,
             git_author_name: get("MAUR_GIT_AUTHOR_NAME").unwrap_or_else(|| "maur".to_owned()),
             git_author_email: get("MAUR_GIT_AUTHOR_EMAIL")
                 .unwrap_or_else(|| "maur@users.noreply.localhost".to_owned()),

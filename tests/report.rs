@@ -83,6 +83,7 @@ fn reporter(t: &TestApp, sink: &Recorder, min_interval: Duration) -> Arc<Reporte
             min_interval,
             poll_interval: Duration::from_millis(200),
             lease: Duration::from_secs(30),
+            ..ReporterConfig::default()
         },
     )
 }
@@ -166,6 +167,19 @@ async fn a_burst_of_events_becomes_few_edits(pool: PgPool) {
         2,
         "the queued message, then one edit: {bodies:#?}"
     );
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn the_final_state_does_not_wait_for_the_interval(pool: PgPool) {
+    let t = TestApp::spawn(pool).await;
+    let sink = Recorder::default();
+    enqueue_reported(&t.pool).await;
+    // Ten minutes between edits: only the ending itself can bring the final text sooner.
+    tokio::spawn(reporter(&t, &sink, Duration::from_secs(600)).run(t.shutdown.clone()));
+    wait_for_body(&sink, "Queued").await;
+    t.worker(Succeeds).run_one().await.unwrap().unwrap();
+    let bodies = wait_for_body(&sink, "Opened a pull request").await;
+    assert_eq!(bodies.len(), 2, "{bodies:#?}");
 }
 
 #[sqlx::test(migrator = "maur::MIGRATOR")]

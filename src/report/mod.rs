@@ -60,6 +60,7 @@ pub struct ReporterConfig {
     pub poll_interval: Duration,
     /// How long one reporter may hold a task's report while publishing it.
     pub lease: Duration,
+    pub render: render::RenderOptions,
 }
 
 impl Default for ReporterConfig {
@@ -68,6 +69,7 @@ impl Default for ReporterConfig {
             min_interval: Duration::from_secs(1),
             poll_interval: Duration::from_secs(5),
             lease: Duration::from_secs(30),
+            render: render::RenderOptions::default(),
         }
     }
 }
@@ -95,6 +97,8 @@ impl Reporter {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let mut notes = self.hub.subscribe();
         let mut dirty: HashSet<Uuid> = HashSet::new();
+        // Tasks that just ended: their final state goes out at once, whatever the interval.
+        let mut urgent: HashSet<Uuid> = HashSet::new();
         let mut last_publish: HashMap<Uuid, Instant> = HashMap::new();
         let mut scan_at = Instant::now();
         loop {
@@ -108,10 +112,14 @@ impl Reporter {
             // Publish what is due now; keep what was published too recently for later.
             let now = Instant::now();
             let (ready, later): (Vec<Uuid>, Vec<Uuid>) = dirty.drain().partition(|id| {
-                last_publish
-                    .get(id)
-                    .is_none_or(|t| now >= *t + self.config.min_interval)
+                urgent.contains(id)
+                    || last_publish
+                        .get(id)
+                        .is_none_or(|t| now >= *t + self.config.min_interval)
             });
+            for id in &ready {
+                urgent.remove(id);
+            }
             dirty.extend(later);
             let published: Vec<Uuid> = futures::stream::iter(ready)
                 .map(|id| {
@@ -137,7 +145,12 @@ impl Reporter {
                 .min(scan_at);
             tokio::select! {
                 note = notes.recv() => match note {
-                    Ok(Note::Event { task_id, .. }) => { dirty.insert(task_id); }
+                    Ok(Note::Event { task_id, kind, .. }) => {
+                        if matches!(kind.as_str(), "succeeded" | "failed" | "cancelled") {
+                            urgent.insert(task_id);
+                        }
+                        dirty.insert(task_id);
+                    }
                     Ok(Note::Queued) | Ok(Note::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
                         scan_at = Instant::now();
                     }
@@ -183,7 +196,7 @@ impl Reporter {
         };
         let seq = events.last().map_or(0, |e| e.seq);
         let done = task.status().is_terminal() && seq >= task.last_seq;
-        let body = render::render(&task, &events);
+        let body = render::render_with(&task, &events, &self.config.render, chrono::Utc::now());
         match sink.publish(&task, &report, &body).await {
             Ok(state) => store::reports::published(&self.pool, id, seq, &state, done).await?,
             Err(SinkError::Retry(e)) => {

@@ -122,9 +122,10 @@ impl WorkPipeline {
         };
         let (outcome, forwarded) = tokio::join!(agent, forward);
         forwarded?;
+        // The failure carries the end of the agent's output, which is shown to people.
         outcome
             .map(|o| (o, usage))
-            .map_err(|e| PipelineError::Fatal(e.to_string()))
+            .map_err(|e| PipelineError::Fatal(redact(&e.to_string(), &self.guards.own_secrets)))
     }
 
     /// Runs the check in the checkout after the agent; a failure fails the task with the
@@ -342,7 +343,9 @@ impl WorkPipeline {
         ctx.event("step", json!({"step": "agent", "label": format!("Run {}", self.agent.name()), "status": "running"})).await?;
         let outcome = self.run_agent(task, &checkout, home, ctx).await;
         if let Ok((o, _)) = &outcome {
-            ctx.progress.log(&o.log).await?;
+            ctx.progress
+                .log(&redact(&o.log, &self.guards.own_secrets))
+                .await?;
         }
         let (outcome, usage) = match outcome {
             Ok(o) => o,
