@@ -10,12 +10,12 @@ pub struct Claims {
     pub iss: String,
 }
 
-/// Backdated a minute for clock drift between us and GitHub, and valid for nine: GitHub
-/// refuses tokens that live ten minutes or more.
+/// Backdated a minute for clock drift between us and GitHub, and valid for nine in all
+/// (eight from now): GitHub refuses tokens that live ten minutes or more.
 pub fn claims(app_id: u64, now: i64) -> Claims {
     Claims {
         iat: now - 60,
-        exp: now + 9 * 60,
+        exp: now + 8 * 60,
         iss: app_id.to_string(),
     }
 }
