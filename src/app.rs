@@ -50,6 +50,7 @@ impl App {
         Ok(Self {
             state: AppState {
                 github,
+                setup_states: Arc::default(),
                 pool,
                 hub,
                 metrics: Arc::new(Metrics::default()),

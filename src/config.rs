@@ -74,6 +74,8 @@ pub struct Config {
     /// At most one edit of a progress comment per task per this interval (final states go
     /// out at once): forges rate-limit busy bots.
     pub report_interval: Duration,
+    /// The URL people and GitHub reach this maur at (for the App manifest).
+    pub public_url: Option<String>,
 }
 
 /// A configuration problem, always naming the variable and what it expects. The value is
@@ -191,6 +193,25 @@ impl Config {
             github: crate::github::settings::GitHubSettings::from_lookup(&get)?,
             llm_price_input: price(&get, "MAUR_LLM_PRICE_INPUT")?,
             llm_price_output: price(&get, "MAUR_LLM_PRICE_OUTPUT")?,
+            public_url: match get("MAUR_PUBLIC_URL") {
+                Some(raw) => {
+                    let url = raw.trim().trim_end_matches('/').to_owned();
+                    match url::Url::parse(&url) {
+                        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => {
+                            Some(url)
+                        }
+                        _ => {
+                            return Err(ConfigError::new(
+                                "MAUR_PUBLIC_URL",
+                                format!(
+                                    "expected the public http(s) URL of this maur, such as https://maur.example.com, got {raw:?}"
+                                ),
+                            ));
+                        }
+                    }
+                }
+                None => None,
+            },
             report_interval: duration(&get, "MAUR_REPORT_INTERVAL", Duration::from_secs(3))?,
             git_author_name: get("MAUR_GIT_AUTHOR_NAME").unwrap_or_else(|| "maur".to_owned()),
             git_author_email: get("MAUR_GIT_AUTHOR_EMAIL")

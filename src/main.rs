@@ -38,6 +38,20 @@ enum Command {
     /// Shows the steps and the agent's actions live, prints the branch, diffstat and token
     /// usage, and exits non-zero with the reason when the task fails.
     Run(RunArgs),
+    /// GitHub App helpers.
+    #[command(subcommand)]
+    Github(GithubCommand),
+}
+
+#[derive(Subcommand)]
+enum GithubCommand {
+    /// Print the App manifest (app-manifest.yml) as the JSON GitHub's manifest flow takes,
+    /// with every URL pointing at --url. Or let `maur up` do it all: open /github/setup.
+    Manifest {
+        /// The public base URL of this maur, e.g. https://maur.example.com
+        #[arg(long)]
+        url: String,
+    },
 }
 
 #[derive(Args)]
@@ -66,11 +80,28 @@ struct StartArgs {
     /// Do not apply pending migrations at start (run `maur migrate` separately).
     #[arg(long)]
     no_migrate: bool,
+    /// The GitHub App setup flow (/github/setup) writes the new App's credentials to
+    /// MAUR_DATA_DIR/github-app.env (mode 0600) instead of showing them on the page.
+    #[arg(long, visible_alias = "write")]
+    write_github_env: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Needs no configuration: usable before anything is set up.
+    if let Command::Github(GithubCommand::Manifest { url }) = &cli.command {
+        return match maur::github::manifest::manifest(url) {
+            Ok(json) => {
+                println!("{json:#}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Err(e) = dotenvy::dotenv()
         && !e.not_found()
     {
@@ -94,8 +125,9 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     let (args, api, worker) = match command {
+        Command::Github(_) => unreachable!("handled before configuration"),
         Command::Run(args) => return run_once(args, config).await,
         Command::Migrate => {
             let pool = db::connect(&config).await?;
@@ -107,6 +139,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve(a) => (a, true, false),
         Command::Worker(a) => (a, false, true),
     };
+    config.github.write_env = args.write_github_env;
     if api {
         config.require_api()?;
     }

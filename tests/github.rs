@@ -798,3 +798,47 @@ async fn installations_are_recorded_and_api_tasks_find_them(pool: PgPool) {
         0
     );
 }
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn github_errors_and_rate_limits_are_waited_out(pool: PgPool) {
+    let gh = gh_app(pool, FIX).await;
+    // The first call meets a 502; a later permission check a secondary rate limit.
+    gh.fake.with(|s| {
+        s.fail_next = 1;
+        s.rate_limit_next = 0;
+    });
+    let (s, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 16))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    gh.fake.with(|s| {
+        s.rate_limit_next = 1;
+        s.fault_filter = Some("/permission".into());
+    });
+    let (s, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "max", 17))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    // Each refused call was made again: the first (a 502) and the rate-limited one.
+    let calls = gh.fake.with(|s| s.calls.clone());
+    let count = |end: &str| calls.iter().filter(|c| c.ends_with(end)).count();
+    assert_eq!(count("/repos/acme/api/installation"), 2, "{calls:#?}");
+    assert_eq!(count("/collaborators/max/permission"), 2, "{calls:#?}");
+
+    // GitHub down for good: the delivery fails with 502 and is not recorded, so a
+    // redelivery later works.
+    gh.fake.with(|s| {
+        s.fail_next = 100;
+        s.fault_filter = Some("/collaborators/rita/".into());
+    });
+    let (s, b) = gh
+        .deliver_as("issue_comment", &comment("/maur fix", "rita", 18), "d-18")
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert!(b["error"].as_str().unwrap().contains("GitHub"), "{b}");
+    gh.fake.with(|s| s.fail_next = 0);
+    let (s, b) = gh
+        .deliver_as("issue_comment", &comment("/maur fix", "max", 18), "d-18")
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}

@@ -6,6 +6,7 @@ mod events;
 mod exception;
 pub mod extract;
 mod github;
+mod github_setup;
 mod health;
 mod tasks;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     pub sse_poll: Duration,
     /// The GitHub App, when configured.
     pub github: Option<Arc<crate::github::forge::GitHubForge>>,
+    /// `state` values of GitHub App setup flows started on this process.
+    pub setup_states: Arc<github_setup::SetupStates>,
 }
 
 fn probe_routes() -> Router<AppState> {
@@ -69,7 +72,10 @@ pub fn router(state: AppState) -> Router {
             auth::require_bearer,
         ));
     // Signed by GitHub, not by our bearer token.
-    let github = Router::new().route("/webhooks/github", post(github::receive));
+    let github = Router::new()
+        .route("/webhooks/github", post(github::receive))
+        .route("/github/setup", get(github_setup::setup))
+        .route("/github/setup/callback", get(github_setup::callback));
     with_layers(probe_routes().merge(authed).merge(github), state)
 }
 

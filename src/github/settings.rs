@@ -29,6 +29,9 @@ pub struct GitHubSettings {
     pub command: String,
     /// Adding this label to an issue is the same as `/maur fix`.
     pub label: String,
+    /// `--write-github-env`: the setup callback writes the new App's credentials to
+    /// `MAUR_DATA_DIR/github-app.env` instead of showing them.
+    pub write_env: bool,
 }
 
 impl GitHubSettings {
@@ -131,6 +134,7 @@ impl GitHubSettings {
             web_url,
             command,
             label,
+            write_env: false,
         })
     }
 

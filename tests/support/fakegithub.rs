@@ -100,6 +100,8 @@ pub struct Recorded {
     /// Answer the next N calls with 500 / with a secondary rate limit.
     pub fail_next: u32,
     pub rate_limit_next: u32,
+    /// Only calls containing this text meet the injected failures (all when `None`).
+    pub fault_filter: Option<String>,
     next_id: i64,
 }
 
@@ -149,6 +151,7 @@ impl FakeGitHub {
             .route("/repos/{o}/{r}/issues/{n}/reactions", post(react_issue))
             .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
+            .route("/app-manifests/{code}/conversions", post(convert))
             .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))) })
             .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -279,7 +282,14 @@ fn check_token(s: &mut Recorded, headers: &HeaderMap, repo: &str) -> Result<(), 
 
 /// Injected failures, then the call is recorded.
 fn enter(s: &mut Recorded, call: String) -> Result<(), Response> {
+    let faulty = s
+        .fault_filter
+        .as_ref()
+        .is_none_or(|f| call.contains(f.as_str()));
     s.calls.push(call);
+    if !faulty {
+        return Ok(());
+    }
     if s.fail_next > 0 {
         s.fail_next -= 1;
         return Err(error(StatusCode::BAD_GATEWAY, "Server Error"));
@@ -648,4 +658,30 @@ async fn get_pull(
         Some(p) => Json(pull_json(p)).into_response(),
         None => error(StatusCode::NOT_FOUND, "Not Found"),
     }
+}
+
+/// The manifest flow's last step: only `good-code` converts, once.
+async fn convert(State((st, _, _)): State<Shared>, Path(code): Path<String>) -> Response {
+    let mut s = st.lock().unwrap();
+    guard!(enter(
+        &mut s,
+        format!("POST /app-manifests/{code}/conversions")
+    ));
+    if code != "good-code"
+        || s.calls
+            .iter()
+            .filter(|c| c.contains("/app-manifests/"))
+            .count()
+            > 1
+    {
+        return error(StatusCode::NOT_FOUND, "Not Found");
+    }
+    (
+        StatusCode::CREATED,
+        Json(json!({
+            "id": APP_ID, "slug": SLUG, "name": "maur test", "html_url": format!("https://github.example/apps/{SLUG}"),
+            "pem": app_keys().0, "webhook_secret": "fresh-webhook-secret", "client_id": "Iv1.x", "client_secret": "cs",
+        })),
+    )
+        .into_response()
 }

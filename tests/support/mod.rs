@@ -53,8 +53,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(pool: PgPool, vars: &[(&str, &str)]) -> Self {
+        Self::spawn_config(pool, config(vars)).await
+    }
+
+    pub async fn spawn_config(pool: PgPool, config: Config) -> Self {
         let shutdown = CancellationToken::new();
-        let mut app = App::build(config(vars), pool.clone(), shutdown.clone())
+        let mut app = App::build(config, pool.clone(), shutdown.clone())
             .await
             .expect("app starts");
         app.state.sse_poll = Duration::from_secs(3600);
