@@ -76,10 +76,8 @@ impl Forge for GitHubForge {
     ) -> Result<Option<PullRequest>, ForgeError> {
         let repo = self.full_name(spec.repo)?;
         let owner = repo.split('/').next().unwrap_or_default();
-        // A retry after a crash finds the pull request its first attempt opened.
-        if let Some(pr) = self.find_open(&repo, owner, spec.head).await? {
-            return Ok(Some(pr));
-        }
+        // Create first: that is one call in the usual case. A retry after a crash, or a
+        // follow-up on an existing pull request, gets 422 and finds the open one instead.
         let body = json!({
             "title": spec.title, "head": spec.head, "base": spec.base, "body": spec.body,
             "maintainer_can_modify": true,
@@ -96,7 +94,7 @@ impl Forge for GitHubForge {
             .await
         {
             Ok(r) => Ok(Some(pull_request(&r.body, true)?)),
-            // "A pull request already exists": opened between our look and our create.
+            // "A pull request already exists" (or head and base are the same branch).
             Err(GitHubError::Rejected { status: 422, .. }) => {
                 match self.find_open(&repo, owner, spec.head).await? {
                     Some(pr) => Ok(Some(pr)),

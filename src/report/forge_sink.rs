@@ -49,9 +49,17 @@ impl ReportSink for ForgeSink {
             }
             state["reacted"] = json!(true);
         }
+        let digest = digest(body);
         if let Some(id) = state["comment_id"].as_str().map(str::to_owned) {
+            // Events that change nothing visible cost no API call.
+            if state["body_sha256"] == json!(digest) {
+                return Ok(state);
+            }
             match self.forge.edit_comment(&thread, &id, body).await {
-                Ok(()) => return Ok(state),
+                Ok(()) => {
+                    state["body_sha256"] = json!(digest);
+                    return Ok(state);
+                }
                 Err(ForgeError::Transient(m)) => return Err(SinkError::Retry(m)),
                 Err(ForgeError::Fatal(m)) => {
                     // Deleted by someone: post a new one rather than go silent.
@@ -66,6 +74,15 @@ impl ReportSink for ForgeSink {
             .map_err(sink_error)?;
         state["comment_id"] = json!(comment.id);
         state["comment_url"] = json!(comment.url);
+        state["body_sha256"] = json!(digest);
         Ok(state)
     }
+}
+
+fn digest(body: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(body.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -60,6 +60,7 @@ pub struct FakeComment {
     pub user: String,
     /// Every text it had, oldest first: the last is what people see now.
     pub bodies: Vec<String>,
+    pub created: std::time::Instant,
 }
 
 impl FakeComment {
@@ -85,6 +86,8 @@ pub struct Recorded {
     pub comments: Vec<FakeComment>,
     /// (what was reacted to, content), e.g. ("issues/comments/5", "eyes").
     pub reactions: Vec<(String, String)>,
+    /// When each reaction first arrived (for the latency benchmark).
+    pub reacted_at: HashMap<String, std::time::Instant>,
     pub pulls: Vec<FakePull>,
     /// `METHOD /path` of every call, in order.
     pub calls: Vec<String>,
@@ -442,6 +445,7 @@ async fn create_comment(
         number: n,
         user: format!("{SLUG}[bot]"),
         bodies: vec![text.clone()],
+        created: std::time::Instant::now(),
     });
     (
         StatusCode::CREATED,
@@ -518,6 +522,7 @@ fn reaction(
     let content = body["content"].as_str().unwrap_or_default().to_owned();
     let fresh = !s.reactions.iter().any(|(w, c)| *w == what && *c == content);
     if fresh {
+        s.reacted_at.insert(what.clone(), std::time::Instant::now());
         s.reactions.push((what, content.clone()));
     }
     // GitHub answers 200 for a reaction that already exists, 201 for a new one.
