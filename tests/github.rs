@@ -450,6 +450,15 @@ async fn a_follow_up_on_a_pull_request_pushes_to_its_branch(pool: PgPool) {
             ("acme/api".into(), 7),
             vec![("rita".into(), "call it paginate please".into())],
         );
+        s.review_comments.insert(
+            ("acme/api".into(), 7),
+            vec![(
+                "max".into(),
+                "src/lib.rs".into(),
+                1,
+                "keep the doc comment".into(),
+            )],
+        );
     });
     let (s, b) = gh
         .deliver(
@@ -469,6 +478,10 @@ async fn a_follow_up_on_a_pull_request_pushes_to_its_branch(pool: PgPool) {
     assert!(prompt.contains("Update pull request #7"), "{prompt}");
     assert!(
         prompt.contains("@rita: call it paginate please"),
+        "{prompt}"
+    );
+    assert!(
+        prompt.contains("@max: (on src/lib.rs:1) keep the doc comment"),
         "{prompt}"
     );
     assert!(prompt.contains("apply the review"), "{prompt}");

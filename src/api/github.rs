@@ -410,37 +410,50 @@ async fn pull_request_head(forge: &GitHubForge, req: &Request) -> Result<PrHead,
     })
 }
 
-/// The pull request's comments, oldest first (one page: the newest 100 matter most).
+/// The pull request's conversation: its comments, then its review comments on the diff
+/// (each with the file and line), one page of each: the newest 100 matter most.
 async fn conversation(
     forge: &GitHubForge,
     req: &Request,
 ) -> Result<Vec<(String, String)>, GitHubError> {
-    let r = forge
-        .gh
-        .call(
-            Method::GET,
-            &format!(
+    let mut said = Vec::new();
+    for (path, on_diff) in [
+        (
+            format!(
                 "/repos/{}/issues/{}/comments?per_page=100",
                 req.repo, req.number
             ),
-            None,
-            &req.repo,
-            Scope::Read,
-        )
-        .await?;
-    Ok(r.body
-        .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|c| {
-                    (
-                        c["user"]["login"].as_str().unwrap_or("someone").to_owned(),
-                        c["body"].as_str().unwrap_or_default().to_owned(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default())
+            false,
+        ),
+        (
+            format!(
+                "/repos/{}/pulls/{}/comments?per_page=100",
+                req.repo, req.number
+            ),
+            true,
+        ),
+    ] {
+        let r = forge
+            .gh
+            .call(Method::GET, &path, None, &req.repo, Scope::Read)
+            .await?;
+        for c in r.body.as_array().into_iter().flatten() {
+            let who = c["user"]["login"].as_str().unwrap_or("someone").to_owned();
+            let body = c["body"].as_str().unwrap_or_default();
+            let text = match (on_diff, c["path"].as_str()) {
+                (true, Some(file)) => {
+                    let line = c["line"].as_u64().or(c["original_line"].as_u64());
+                    match line {
+                        Some(n) => format!("(on {file}:{n}) {body}"),
+                        None => format!("(on {file}) {body}"),
+                    }
+                }
+                _ => body.to_owned(),
+            };
+            said.push((who, text));
+        }
+    }
+    Ok(said)
 }
 
 /// `/maur retry`: the last task's work again, reported where this comment is.

@@ -97,6 +97,8 @@ pub struct Recorded {
     pub permissions: HashMap<String, String>,
     /// Comments already on an issue before maur arrives: (repo, number) → [(login, body)].
     pub conversation: HashMap<(String, u64), Vec<(String, String)>>,
+    /// Review comments on a pull request's diff: (repo, number) → [(login, path, line, body)].
+    pub review_comments: HashMap<(String, u64), Vec<(String, String, u64, String)>>,
     /// How long minted tokens say they live, and how long they really work.
     pub token_life: Duration,
     pub token_works_for: Option<Duration>,
@@ -154,6 +156,10 @@ impl FakeGitHub {
             .route("/repos/{o}/{r}/issues/{n}/reactions", post(react_issue))
             .route("/repos/{o}/{r}/pulls", get(list_pulls).post(create_pull))
             .route("/repos/{o}/{r}/pulls/{n}", get(get_pull))
+            .route(
+                "/repos/{o}/{r}/pulls/{n}/comments",
+                get(list_review_comments),
+            )
             .route("/app-manifests/{code}/conversions", post(convert))
             .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))) })
             .with_state(shared);
@@ -689,4 +695,27 @@ async fn convert(State((st, _, _)): State<Shared>, Path(code): Path<String>) -> 
         })),
     )
         .into_response()
+}
+
+async fn list_review_comments(
+    State((st, _, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    guard!(enter(
+        &mut s,
+        format!("GET /repos/{o}/{r}/pulls/{n}/comments")
+    ));
+    let repo = format!("{o}/{r}");
+    guard!(check_token(&mut s, &headers, &repo));
+    let list: Vec<Value> = s
+        .review_comments
+        .get(&(repo, n))
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(login, path, line, body)| json!({"user": {"login": login}, "path": path, "line": line, "body": body}))
+        .collect();
+    Json(Value::Array(list)).into_response()
 }
