@@ -146,7 +146,7 @@ async fn a_failing_agent_fails_the_task_without_retry(pool: PgPool) {
     let src = source_repo();
     let (t, data) = app(pool, "echo 'model not reachable' >&2; exit 2").await;
     let task = run_task(&t, &src, "Fix it").await;
-    assert_eq!(task["status"], "failed");
+    assert_eq!(task["status"], "failed", "{task:#}");
     assert_eq!(task["attempts"], 1);
     let error = task["error"].as_str().unwrap();
     assert!(error.contains("exited with code 2"), "{error}");

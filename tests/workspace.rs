@@ -412,3 +412,137 @@ fn a_credential_in_the_commit_message_is_refused() {
         "{result:?}"
     );
 }
+
+fn spares(ws: &Workspaces, url: &str) -> usize {
+    std::fs::read_dir(ws.mirror_path(url).with_extension("spares"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn inode(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().ino()
+}
+
+/// Every path in a checkout, relative, without `.git`.
+fn tree(root: &Path) -> Vec<String> {
+    let mut all: Vec<String> = walk(root)
+        .into_iter()
+        .filter_map(|p| {
+            p.strip_prefix(root)
+                .ok()
+                .map(|r| r.to_string_lossy().into_owned())
+        })
+        .filter(|p| !p.starts_with(".git/") && p != ".git")
+        .collect();
+    all.sort();
+    all
+}
+
+#[test]
+fn a_finished_checkout_is_reset_and_reused_without_rewriting_unchanged_files() {
+    let src = source_repo();
+    std::fs::write(src.join(".gitignore"), "target/\n").unwrap();
+    git(&src, &["add", ".gitignore"]);
+    git(&src, &["commit", "-q", "-m", "ignore target"]);
+    let data = temp("data");
+    let ws = Workspaces::new(&data);
+    let url = src.to_string_lossy().into_owned();
+
+    let first = ws.prepare(&url, None, "t1", None, "maur/t1").unwrap();
+    let fresh = tree(&first.path);
+    let readme = inode(&first.path.join("README.md"));
+    // What an agent leaves behind: an edit, a new file, build output, a deleted file, a
+    // hook in its own .git.
+    std::fs::write(
+        first.path.join("src/lib.rs"),
+        "pub fn page(n: usize) -> usize { n }\n",
+    )
+    .unwrap();
+    std::fs::write(first.path.join("NOTES.md"), "scratch\n").unwrap();
+    std::fs::create_dir_all(first.path.join("target/debug")).unwrap();
+    std::fs::write(first.path.join("target/debug/app"), "binary").unwrap();
+    std::fs::remove_file(first.path.join("old.txt")).unwrap();
+    std::fs::write(
+        first.path.join(".git/hooks/pre-commit"),
+        "#!/bin/sh\necho planted\n",
+    )
+    .unwrap();
+    commit_all(&first, "maur: t1", &author(), &rules())
+        .unwrap()
+        .unwrap();
+    ws.recycle(&first, "t1");
+    assert!(!first.path.exists());
+    assert_eq!(spares(&ws, &url), 1);
+
+    let second = ws.prepare(&url, None, "t2", None, "maur/t2").unwrap();
+    assert_eq!(spares(&ws, &url), 0, "the spare was taken");
+    assert_eq!(
+        inode(&second.path.join("README.md")),
+        readme,
+        "an unchanged file was not rewritten"
+    );
+    assert_eq!(tree(&second.path), fresh, "exactly the base's files");
+    assert_eq!(
+        std::fs::read_to_string(second.path.join("src/lib.rs")).unwrap(),
+        "pub fn page(n: usize) -> usize { n + 1 }\n"
+    );
+    assert!(
+        !second.path.join(".git/hooks/pre-commit").exists(),
+        "a fresh .git for the agent"
+    );
+    assert_eq!(
+        git(&second.path, &["status", "--porcelain", "--ignored"]),
+        ""
+    );
+    assert_eq!(
+        git(&second.path, &["rev-parse", "--abbrev-ref", "HEAD"]),
+        "maur/t2"
+    );
+    // maur's own view agrees: nothing to commit.
+    assert!(
+        commit_all(&second, "maur: t2", &author(), &rules())
+            .unwrap()
+            .is_none()
+    );
+
+    // The base moved on meanwhile: the reused tree follows it.
+    ws.recycle(&second, "t2");
+    std::fs::write(src.join("NEW.md"), "new\n").unwrap();
+    git(&src, &["add", "NEW.md"]);
+    git(&src, &["commit", "-q", "-m", "new"]);
+    let third = ws.prepare(&url, None, "t3", None, "maur/t3").unwrap();
+    assert_eq!(
+        std::fs::read_to_string(third.path.join("NEW.md")).unwrap(),
+        "new\n"
+    );
+    assert_eq!(
+        git(&third.path, &["status", "--porcelain", "--ignored"]),
+        ""
+    );
+    ws.remove("t3");
+}
+
+#[test]
+fn a_checkout_with_a_foreign_symlink_is_never_reused() {
+    let src = source_repo();
+    let data = temp("data");
+    let outside = temp("outside");
+    let ws = Workspaces::new(&data);
+    let url = src.to_string_lossy().into_owned();
+    let co = ws.prepare(&url, None, "t1", None, "maur/t1").unwrap();
+    // A tracked directory replaced by a link to somewhere else: resetting would write there.
+    std::fs::remove_dir_all(co.path.join("src")).unwrap();
+    std::os::unix::fs::symlink(&outside, co.path.join("src")).unwrap();
+    ws.recycle(&co, "t1");
+    assert_eq!(spares(&ws, &url), 0);
+    assert!(!co.path.exists(), "removed instead");
+    assert!(
+        outside.exists() && std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing written through the link"
+    );
+}

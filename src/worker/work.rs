@@ -54,12 +54,28 @@ struct Cleanup {
     workspaces: Workspaces,
     task_id: String,
     home: PathBuf,
+    /// Set once no agent or check process can write to the checkout any more: it may then
+    /// be kept for the next task of the repository instead of deleted.
+    reusable: Option<Checkout>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        self.workspaces.remove(&self.task_id);
         let _ = std::fs::remove_dir_all(&self.home);
+        let (workspaces, task_id, reusable) = (
+            self.workspaces.clone(),
+            std::mem::take(&mut self.task_id),
+            self.reusable.take(),
+        );
+        let work = move || match reusable {
+            Some(checkout) => workspaces.recycle(&checkout, &task_id),
+            None => workspaces.remove(&task_id),
+        };
+        // Off the async threads when there are some: resetting a large tree takes a while.
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => drop(rt.spawn_blocking(work)),
+            Err(_) => work(),
+        }
     }
 }
 
@@ -311,10 +327,11 @@ impl WorkPipeline {
         // Per attempt: an old attempt winding down must not share (or delete) the new one's.
         let task_id = format!("{}-{}", task.id, task.attempts);
         let home = std::env::temp_dir().join(format!("maur-home-{task_id}"));
-        let _cleanup = Cleanup {
+        let mut cleanup = Cleanup {
             workspaces: self.workspaces.clone(),
             task_id: task_id.clone(),
             home: home.clone(),
+            reusable: None,
         };
 
         ctx.event(
@@ -365,6 +382,8 @@ impl WorkPipeline {
             self.run_check(check.as_ref(), task, &checkout, ctx).await?;
         }
 
+        // The agent and the check have exited: nothing writes to the checkout any more.
+        cleanup.reusable = Some(checkout.clone());
         ctx.event(
             "step",
             json!({"step": "commit", "label": "Commit the change", "status": "running"}),

@@ -6,6 +6,7 @@
 //! the forge gives, not to whatever the checkout's config says (the agent could edit it).
 
 pub mod guards;
+mod spare;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -214,12 +215,38 @@ impl Workspaces {
             base_commit,
             branch,
         )?;
-        std::fs::create_dir_all(&path)
-            .map_err(|e| WorkspaceError::io("creating the checkout", e))?;
+        // A finished checkout of this repository, if one is parked, needs only the files
+        // that differ written; otherwise the whole tree is written.
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| WorkspaceError::io("creating the checkout", e))?;
+        }
+        let spare = spare::claim(&mirror, &path);
+        if spare.is_none() {
+            std::fs::create_dir_all(&path)
+                .map_err(|e| WorkspaceError::io("creating the checkout", e))?;
+        }
         own.set_workdir(&path, false)
             .map_err(|e| WorkspaceError::git("attaching the checkout", e))?;
-        own.checkout_head(Some(CheckoutBuilder::new().force()))
-            .map_err(|e| WorkspaceError::git("checking out the base", e))?;
+        let reused = match &spare {
+            Some(spare) => match spare::reuse(&own, spare, base_commit, branch) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not reuse a parked checkout; writing a fresh one");
+                    remove_tree(&path)
+                        .map_err(|e| WorkspaceError::io("removing a spare checkout", e))?;
+                    std::fs::create_dir_all(&path)
+                        .map_err(|e| WorkspaceError::io("creating the checkout", e))?;
+                    false
+                }
+            },
+            None => false,
+        };
+        drop(spare);
+        if !reused {
+            own.checkout_head(Some(CheckoutBuilder::new().force()))
+                .map_err(|e| WorkspaceError::git("checking out the base", e))?;
+        }
         // The agent gets a repository of its own in the checkout, for `git diff` and the like;
         // maur never reads it.
         borrowing_repo(
@@ -248,6 +275,18 @@ impl Workspaces {
         self.root
             .join("gitdirs")
             .join(format!("{}.git", sanitize(task_id)))
+    }
+
+    /// Resets a finished task's checkout to its base and keeps it for the next task of the
+    /// same repository (see `spare`); removes it when it cannot be kept. Only for a checkout
+    /// no process is writing to any more.
+    pub fn recycle(&self, checkout: &Checkout, task_id: &str) {
+        match spare::park(checkout) {
+            Ok(true) => {}
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not keep a checkout for reuse"),
+        }
+        self.remove(task_id);
     }
 
     /// Removes a task's checkout and git directory; the mirror stays.

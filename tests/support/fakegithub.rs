@@ -80,6 +80,9 @@ pub struct FakePull {
     pub head_repo: String,
 }
 
+/// (login, path, line, body) of a comment on a pull request's diff.
+pub type ReviewComment = (String, String, u64, String);
+
 #[derive(Default)]
 pub struct Recorded {
     pub issued: Vec<Issued>,
@@ -98,7 +101,7 @@ pub struct Recorded {
     /// Comments already on an issue before maur arrives: (repo, number) → [(login, body)].
     pub conversation: HashMap<(String, u64), Vec<(String, String)>>,
     /// Review comments on a pull request's diff: (repo, number) → [(login, path, line, body)].
-    pub review_comments: HashMap<(String, u64), Vec<(String, String, u64, String)>>,
+    pub review_comments: HashMap<(String, u64), Vec<ReviewComment>>,
     /// How long minted tokens say they live, and how long they really work.
     pub token_life: Duration,
     pub token_works_for: Option<Duration>,
