@@ -18,5 +18,10 @@ pub mod trigger;
 pub mod worker;
 pub mod workspace;
 
+/// Lower-case hex, for digests and signatures.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The schema, shared by `maur migrate`, start-up and every `#[sqlx::test]`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -9,7 +9,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use maur::repo::RepoRef;
 use maur::report::{ReportSink, Reporter, ReporterConfig, SinkError, Sinks};
-use maur::store::reports::Report;
 use maur::store::tasks::{self as queue, Enqueued};
 use maur::task::{NewTask, Source, Task};
 use serde_json::{Value, json};
@@ -28,13 +27,19 @@ struct Recorder {
 
 #[async_trait]
 impl ReportSink for Recorder {
-    async fn publish(&self, _task: &Task, report: &Report, body: &str) -> Result<Value, SinkError> {
+    async fn publish(
+        &self,
+        _task: &Task,
+        _report_to: &Value,
+        state: &mut Value,
+        body: &str,
+    ) -> Result<(), SinkError> {
         if std::mem::take(&mut *self.fail_next.lock().unwrap()) {
             return Err(SinkError::Retry("forge answered 502".into()));
         }
         // Slow like a real forge, so competing reporters overlap.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let id = match report.state.get("message_id").and_then(Value::as_u64) {
+        let id = match state.get("message_id").and_then(Value::as_u64) {
             Some(id) => id,
             None => {
                 let mut created = self.created.lock().unwrap();
@@ -43,7 +48,8 @@ impl ReportSink for Recorder {
             }
         };
         self.publishes.lock().unwrap().push((id, body.to_owned()));
-        Ok(json!({"message_id": id}))
+        *state = json!({"message_id": id});
+        Ok(())
     }
 }
 

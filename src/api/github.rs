@@ -26,8 +26,9 @@ use crate::github::signature;
 use crate::github::webhook::{self, Decision, InstallChange, PrHead, Request};
 use crate::repo::RepoRef;
 use crate::report::forge_sink::report_to;
+use crate::store;
+use crate::store::deliveries::{self, Claim};
 use crate::store::tasks::Enqueued;
-use crate::store::{self, deliveries};
 use crate::task::{NewTask, Source, Task, TaskStatus};
 
 const SOURCE: &str = "github";
@@ -53,8 +54,9 @@ pub async fn receive(
         })?
         .to_owned();
     let delivery = header("x-github-delivery").map(str::to_owned);
+    let payload: Value = super::extract::parse(&body)?;
     if let Some(id) = &delivery
-        && let Some(seen) = deliveries::seen(&state.pool, SOURCE, id).await?
+        && let Claim::Seen(seen) = deliveries::claim(&state.pool, SOURCE, id).await?
     {
         return Ok((
             StatusCode::OK,
@@ -62,18 +64,36 @@ pub async fn receive(
         )
             .into_response());
     }
-    let payload: Value = super::extract::parse(&body)?;
     let decision = webhook::decide(&event, &payload, settings);
-    let (status, answer, task_id) = act(&state, &forge, decision).await?;
+    // GitHub waits ten seconds for an answer; give up before that and let it be redelivered.
+    let acted = match tokio::time::timeout(ACT_DEADLINE, act(&state, &forge, decision)).await {
+        Ok(acted) => acted,
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "GitHub answered too slowly to handle this delivery in time; nothing was done, redeliver it",
+        )),
+    };
+    let (status, answer, task_id) = match acted {
+        Ok(acted) => acted,
+        Err(e) => {
+            if let Some(id) = &delivery {
+                deliveries::release(&state.pool, SOURCE, id).await?;
+            }
+            return Err(e);
+        }
+    };
     if let Some(id) = &delivery {
         let outcome = answer
             .as_object()
             .and_then(|o| o.keys().next().cloned())
             .unwrap_or_default();
-        deliveries::record(&state.pool, SOURCE, id, task_id, &outcome).await?;
+        deliveries::finish(&state.pool, SOURCE, id, task_id, &outcome).await?;
     }
     Ok((status, Json(answer)).into_response())
 }
+
+/// How long one delivery may take to handle (GitHub gives up after ten seconds).
+const ACT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
 type Acted = (StatusCode, Value, Option<Uuid>);
 
@@ -107,6 +127,7 @@ async fn act(
                 ?change,
                 "GitHub installation recorded"
             );
+            forge.gh.forget_installations().await;
             Ok((StatusCode::OK, json!({"installation": id}), None))
         }
         Decision::Command(req) => command(state, forge, req).await,
@@ -149,10 +170,8 @@ async fn command(
     if matches!(req.command, Command::Help | Command::Unknown(_)) {
         let mut text = command::help(&settings.command, &settings.label);
         if let Command::Unknown(verb) = &req.command {
-            text = format!(
-                "I don't know `{}`.\n\n{text}",
-                crate::report::render::one_line(verb)
-            );
+            let verb = crate::report::render::one_line(verb).replace('`', "'");
+            text = format!("I don't know `{verb}`.\n\n{text}");
         }
         reply(forge, &req, &text).await;
         return Ok((StatusCode::OK, json!({"replied": "help"}), None));
@@ -202,7 +221,25 @@ async fn command(
                 .await;
                 return Ok((StatusCode::OK, json!({"replied": "nothing to retry"}), None));
             };
-            let task = retry_of(&last, &req, state.config.max_attempts)?;
+            if last.status() == TaskStatus::Succeeded {
+                // Running finished work again would open a second pull request.
+                let text = format!(
+                    "The last task here succeeded ({}). Comment `{} fix` with what should change to ask again.",
+                    last.pr_url.as_deref().unwrap_or("no changes were needed"),
+                    settings.command
+                );
+                reply(forge, &req, &text).await;
+                return Ok((
+                    StatusCode::OK,
+                    json!({"replied": "already succeeded"}),
+                    None,
+                ));
+            }
+            let mut context = last.context.clone();
+            context["requested_by"] = co_author(&req);
+            let mut task = base_task(state, &req, last.prompt.clone(), context)?;
+            task.title = last.title.clone();
+            task.repo_branch = last.repo_branch.clone();
             enqueue(state, forge, &req, task).await
         }
         Command::Fix(instructions) => {
@@ -370,6 +407,12 @@ async fn fix_task(
         Some(head) => head.clone(),
         None => pull_request_head(forge, req).await.map_err(upstream)?,
     };
+    if head.branch.is_empty() {
+        return Ok(Err(
+            "GitHub did not say which branch this pull request comes from, so maur cannot push to it."
+                .to_owned(),
+        ));
+    }
     let same_repo = head
         .repo
         .as_deref()
@@ -410,70 +453,62 @@ async fn pull_request_head(forge: &GitHubForge, req: &Request) -> Result<PrHead,
     })
 }
 
-/// The pull request's conversation: its comments, then its review comments on the diff
-/// (each with the file and line), one page of each: the newest 100 matter most.
+/// The pull request's conversation, oldest first: its comments, its reviews and the review
+/// comments on the diff (with file and line). Of a long thread, the first and the last
+/// page of each: the newest words matter most.
 async fn conversation(
     forge: &GitHubForge,
     req: &Request,
 ) -> Result<Vec<(String, String)>, GitHubError> {
-    let mut said = Vec::new();
-    for (path, on_diff) in [
-        (
-            format!(
-                "/repos/{}/issues/{}/comments?per_page=100",
-                req.repo, req.number
-            ),
-            false,
-        ),
-        (
-            format!(
-                "/repos/{}/pulls/{}/comments?per_page=100",
-                req.repo, req.number
-            ),
-            true,
-        ),
+    let (repo, n) = (&req.repo, req.number);
+    let mut said: Vec<(String, String, String)> = Vec::new();
+    for path in [
+        format!("/repos/{repo}/issues/{n}/comments?per_page=100"),
+        format!("/repos/{repo}/pulls/{n}/reviews?per_page=100"),
+        format!("/repos/{repo}/pulls/{n}/comments?per_page=100"),
     ] {
-        let r = forge
+        let first = forge
             .gh
-            .call(Method::GET, &path, None, &req.repo, Scope::Read)
+            .call(Method::GET, &path, None, repo, Scope::Read)
             .await?;
-        for c in r.body.as_array().into_iter().flatten() {
+        let mut pages = vec![first.body.clone()];
+        if let Some(last) = first.last_page(&forge.gh.api_url) {
+            pages.push(
+                forge
+                    .gh
+                    .call(Method::GET, &last, None, repo, Scope::Read)
+                    .await?
+                    .body,
+            );
+        }
+        let mut seen = std::collections::HashSet::new();
+        for c in pages.iter().filter_map(|p| p.as_array()).flatten() {
+            if !seen.insert(c["id"].as_i64()) {
+                continue;
+            }
+            let body = c["body"].as_str().unwrap_or_default().trim();
+            if body.is_empty() {
+                continue;
+            }
             let who = c["user"]["login"].as_str().unwrap_or("someone").to_owned();
-            let body = c["body"].as_str().unwrap_or_default();
-            let text = match (on_diff, c["path"].as_str()) {
-                (true, Some(file)) => {
-                    let line = c["line"].as_u64().or(c["original_line"].as_u64());
-                    match line {
-                        Some(n) => format!("(on {file}:{n}) {body}"),
-                        None => format!("(on {file}) {body}"),
-                    }
-                }
-                _ => body.to_owned(),
+            let when = c["created_at"]
+                .as_str()
+                .or(c["submitted_at"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            let text = match c["path"].as_str() {
+                Some(file) => match c["line"].as_u64().or(c["original_line"].as_u64()) {
+                    Some(line) => format!("(on {file}:{line}) {body}"),
+                    None => format!("(on {file}) {body}"),
+                },
+                None => body.to_owned(),
             };
-            said.push((who, text));
+            said.push((when, who, text));
         }
     }
-    Ok(said)
-}
-
-/// `/maur retry`: the last task's work again, reported where this comment is.
-fn retry_of(last: &Task, req: &Request, max_attempts: i32) -> Result<NewTask, ApiError> {
-    let repo = RepoRef::parse(&last.repo_url)
-        .map_err(|e| ApiError::unprocessable("repository", e.to_string()))?;
-    let mut context = last.context.clone();
-    context["requested_by"] = co_author(req);
-    Ok(NewTask {
-        source: Source::Github,
-        dedup_key: last.dedup_key.clone(),
-        title: last.title.clone(),
-        prompt: last.prompt.clone(),
-        repo_given: last.repo.clone(),
-        repo,
-        repo_branch: last.repo_branch.clone(),
-        context,
-        max_attempts,
-        report_to: Some(report_to(SOURCE, &thread(req), Some(&req.react))),
-    })
+    // RFC 3339 times in UTC sort as text.
+    said.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(said.into_iter().map(|(_, who, text)| (who, text)).collect())
 }
 
 impl From<ForgeError> for ApiError {

@@ -127,11 +127,7 @@ pub async fn callback(
         "{}/app-manifests/{code}/conversions",
         state.config.github.api_url
     );
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("maur/", env!("CARGO_PKG_VERSION")))
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|_| ApiError::internal())?;
+    let client = crate::github::client::http_client().map_err(|_| ApiError::internal())?;
     let answer = client
         .post(&url)
         .header("Accept", "application/vnd.github+json")

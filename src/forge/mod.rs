@@ -122,6 +122,16 @@ pub trait Forge: Send + Sync + 'static {
         Err(self.unsupported("comments", thread))
     }
 
+    /// maur's own comment on `thread` carrying `marker`, if there is one: after a create
+    /// whose answer was lost, the comment may exist.
+    async fn find_comment(
+        &self,
+        _thread: &Thread,
+        _marker: &str,
+    ) -> Result<Option<Comment>, ForgeError> {
+        Ok(None)
+    }
+
     /// Replaces the text of a comment maur posted earlier.
     async fn edit_comment(
         &self,

@@ -88,7 +88,7 @@ pub struct GitHub {
     key: EncodingKey,
     pool: PgPool,
     jwt: Mutex<Option<(String, i64)>>,
-    tokens: moka::future::Cache<(i64, String, Scope), Token>,
+    tokens: moka::future::Cache<TokenKey, Token>,
     installations: moka::future::Cache<String, i64>,
     permissions: moka::future::Cache<(String, String), bool>,
     bot: OnceCell<BotUser>,
@@ -101,6 +101,23 @@ pub struct GitHub {
 pub struct Response {
     pub status: StatusCode,
     pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Response {
+    /// The `rel="last"` page of a paginated answer (GitHub's `Link` header), as a path
+    /// relative to the API base.
+    pub fn last_page(&self, api_url: &str) -> Option<String> {
+        let link = self.headers.get("link")?.to_str().ok()?;
+        link.split(',').find_map(|part| {
+            let (url, rel) = part.split_once(';')?;
+            if !rel.contains("rel=\"last\"") {
+                return None;
+            }
+            let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+            url.strip_prefix(api_url).map(str::to_owned)
+        })
+    }
 }
 
 impl GitHub {
@@ -116,12 +133,7 @@ impl GitHub {
                 GitHubError::Config("GITHUB_APP_PRIVATE_KEY is not an RSA key in PEM format".into())
             },
         )?;
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("maur/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| GitHubError::Config(format!("building the HTTP client: {e}")))?;
+        let http = http_client()?;
         Ok(Arc::new(Self {
             http,
             api_url: settings.api_url.clone(),
@@ -203,10 +215,17 @@ impl GitHub {
         Ok(id)
     }
 
+    /// After an installation changed (uninstalled, suspended, repositories moved): forget
+    /// what was cached about installations and their tokens.
+    pub async fn forget_installations(&self) {
+        self.installations.invalidate_all();
+        self.tokens.invalidate_all();
+    }
+
     /// A token for `repo` with `scope`, valid for at least five more minutes.
     pub async fn token(&self, repo: &str, scope: Scope) -> Result<SecretString, GitHubError> {
         let installation = self.installation_for(repo).await?;
-        let key = (installation, repo.to_ascii_lowercase(), scope);
+        let key = token_key(installation, repo, scope);
         if let Some(token) = self.tokens.get(&key).await {
             if token.expires_at - TOKEN_MARGIN > Utc::now() {
                 return Ok(token.secret);
@@ -260,7 +279,22 @@ impl GitHub {
         path: &'a str,
         body: Option<&'a Value>,
     ) -> futures::future::BoxFuture<'a, Result<Response, GitHubError>> {
-        Box::pin(self.send(method, path, body, None))
+        Box::pin(self.send(method, path, body, None, true))
+    }
+
+    /// Like [`GitHub::call`], for a request that must not be sent twice (creating a
+    /// comment): only a refused connection or a rate limit, where GitHub surely did nothing,
+    /// is tried again.
+    pub async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        repo: &str,
+        scope: Scope,
+    ) -> Result<Response, GitHubError> {
+        self.send(method, path, body, Some((repo, scope)), false)
+            .await
     }
 
     /// A call on `repo` authenticated with an installation token of `scope`.
@@ -272,7 +306,8 @@ impl GitHub {
         repo: &str,
         scope: Scope,
     ) -> Result<Response, GitHubError> {
-        self.send(method, path, body, Some((repo, scope))).await
+        self.send(method, path, body, Some((repo, scope)), true)
+            .await
     }
 
     async fn send(
@@ -281,6 +316,7 @@ impl GitHub {
         path: &str,
         body: Option<&Value>,
         auth: Option<(&str, Scope)>,
+        repeatable: bool,
     ) -> Result<Response, GitHubError> {
         let url = format!("{}{path}", self.api_url);
         let mut reminted = false;
@@ -304,9 +340,10 @@ impl GitHub {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    // reqwest's message names the URL, which never holds a token.
+                    // A refused connection surely sent nothing; anything else may have.
+                    let unsent = e.is_connect();
                     let why = format!("{method} {path}: {}", e.without_url());
-                    if attempt < ATTEMPTS {
+                    if attempt < ATTEMPTS && (repeatable || unsent) {
                         tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
                         continue;
                     }
@@ -325,6 +362,7 @@ impl GitHub {
                 return Ok(Response {
                     status,
                     body: parsed,
+                    headers,
                 });
             }
             let message = parsed
@@ -340,12 +378,13 @@ impl GitHub {
                 reminted = true;
                 if let Ok(installation) = self.installation_for(repo).await {
                     self.tokens
-                        .invalidate(&(installation, repo.to_ascii_lowercase(), scope))
+                        .invalidate(&token_key(installation, repo, scope))
                         .await;
                 }
                 continue;
             }
-            if let Some(wait) = rate_limit_wait(status, &headers, Utc::now().timestamp()) {
+            if let Some(wait) = rate_limit_wait(status, &headers, &message, Utc::now().timestamp())
+            {
                 if wait <= self.max_wait && attempt < ATTEMPTS {
                     tracing::info!(path, wait_s = wait.as_secs(), "GitHub rate limit: waiting");
                     tokio::time::sleep(wait).await;
@@ -357,7 +396,7 @@ impl GitHub {
                 )));
             }
             if status.is_server_error() {
-                if attempt < ATTEMPTS {
+                if attempt < ATTEMPTS && repeatable {
                     tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
                     continue;
                 }
@@ -431,11 +470,27 @@ impl GitHub {
     }
 }
 
-/// GitHub's permission answer: `permission` is admin/write/read/none (maintain reads as
-/// write), `role_name` the finer role.
+type TokenKey = (i64, String, Scope);
+
+fn token_key(installation: i64, repo: &str, scope: Scope) -> TokenKey {
+    (installation, repo.to_ascii_lowercase(), scope)
+}
+
+/// The HTTP client for GitHub: maur's user agent and bounded waits.
+pub fn http_client() -> Result<reqwest::Client, GitHubError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("maur/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| GitHubError::Config(format!("building the HTTP client: {e}")))
+}
+
+/// GitHub's permission answer: `permission` is admin, write, read or none; maintain
+/// already reads as write there. `role_name` is not consulted: an organization's custom
+/// role may be called anything.
 pub fn may_write(answer: &Value) -> bool {
-    let allowed = |v: &Value| matches!(v.as_str(), Some("admin" | "maintain" | "write"));
-    allowed(&answer["permission"]) || allowed(&answer["role_name"])
+    matches!(answer["permission"].as_str(), Some("admin" | "write"))
 }
 
 /// How long GitHub asks us to wait, if this answer is a rate limit: `Retry-After` (secondary
@@ -443,6 +498,7 @@ pub fn may_write(answer: &Value) -> bool {
 pub fn rate_limit_wait(
     status: StatusCode,
     headers: &reqwest::header::HeaderMap,
+    message: &str,
     now: i64,
 ) -> Option<Duration> {
     if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
@@ -461,8 +517,11 @@ pub fn rate_limit_wait(
         let reset = header("x-ratelimit-reset").unwrap_or(now + 60);
         return Some(Duration::from_secs((reset - now).max(1) as u64));
     }
-    // A 429 without headers: GitHub says to wait at least a minute.
-    (status == StatusCode::TOO_MANY_REQUESTS).then(|| Duration::from_secs(60))
+    // A 429, or a 403 that says it is a rate limit, without headers: GitHub says to wait at
+    // least a minute.
+    let limited = status == StatusCode::TOO_MANY_REQUESTS
+        || message.to_ascii_lowercase().contains("rate limit");
+    limited.then(|| Duration::from_secs(60))
 }
 
 #[cfg(test)]
@@ -492,26 +551,44 @@ mod tests {
     fn rate_limits_are_read_from_the_headers() {
         let mut h = HeaderMap::new();
         assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &h, 100),
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
             None,
             "a plain 403"
         );
         h.insert("retry-after", HeaderValue::from_static("7"));
         assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &h, 100),
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
             Some(Duration::from_secs(7))
         );
-        assert_eq!(rate_limit_wait(StatusCode::BAD_REQUEST, &h, 100), None);
+        assert_eq!(rate_limit_wait(StatusCode::BAD_REQUEST, &h, "", 100), None);
         let mut h = HeaderMap::new();
         h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
         h.insert("x-ratelimit-reset", HeaderValue::from_static("130"));
         assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &h, 100),
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
             Some(Duration::from_secs(30))
         );
         assert_eq!(
-            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), 100),
+            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), "", 100),
             Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &HeaderMap::new(),
+                "You have exceeded a secondary rate limit",
+                100
+            ),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &HeaderMap::new(),
+                "Resource not accessible by integration",
+                100
+            ),
+            None
         );
     }
 }

@@ -117,9 +117,11 @@ impl Forge for GitHubForge {
     }
 
     async fn comment(&self, thread: &Thread, body: &str) -> Result<Comment, ForgeError> {
+        // Not repeated on a 5xx or a lost answer: GitHub may have posted it anyway (the
+        // progress sink then looks for it before posting again).
         let r = self
             .gh
-            .call(
+            .call_once(
                 Method::POST,
                 &format!("/repos/{}/issues/{}/comments", thread.repo, thread.number),
                 Some(&json!({ "body": body })),
@@ -134,6 +136,34 @@ impl Forge for GitHubForge {
             id: id.to_string(),
             url: r.body["html_url"].as_str().unwrap_or_default().to_owned(),
         })
+    }
+
+    async fn find_comment(
+        &self,
+        thread: &Thread,
+        marker: &str,
+    ) -> Result<Option<Comment>, ForgeError> {
+        let r = self
+            .gh
+            .call(
+                Method::GET,
+                &format!(
+                    "/repos/{}/issues/{}/comments?per_page=100",
+                    thread.repo, thread.number
+                ),
+                None,
+                &thread.repo,
+                Scope::Read,
+            )
+            .await?;
+        Ok(r.body.as_array().into_iter().flatten().find_map(|c| {
+            let ours = c["body"].as_str().is_some_and(|b| b.contains(marker));
+            let id = c["id"].as_i64()?;
+            ours.then(|| Comment {
+                id: id.to_string(),
+                url: c["html_url"].as_str().unwrap_or_default().to_owned(),
+            })
+        }))
     }
 
     async fn edit_comment(&self, thread: &Thread, id: &str, body: &str) -> Result<(), ForgeError> {

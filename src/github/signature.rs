@@ -49,9 +49,7 @@ pub fn sign(secret: &str, body: &[u8]) -> String {
     let mut mac =
         Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
+    format!("sha256={}", crate::hex(&mac.finalize().into_bytes()))
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

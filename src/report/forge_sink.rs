@@ -6,9 +6,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
-use super::{ReportSink, SinkError};
+use super::{ReportSink, SinkError, render};
 use crate::forge::{Forge, ForgeError, ReactTarget, Thread};
-use crate::store::reports::Report;
 use crate::task::Task;
 
 pub struct ForgeSink {
@@ -29,17 +28,17 @@ fn sink_error(e: ForgeError) -> SinkError {
 
 #[async_trait]
 impl ReportSink for ForgeSink {
-    async fn publish(&self, _task: &Task, report: &Report, body: &str) -> Result<Value, SinkError> {
-        let thread: Thread = serde_json::from_value(report.report_to["thread"].clone())
+    async fn publish(
+        &self,
+        task: &Task,
+        report_to: &Value,
+        state: &mut Value,
+        body: &str,
+    ) -> Result<(), SinkError> {
+        let thread: Thread = serde_json::from_value(report_to["thread"].clone())
             .map_err(|e| SinkError::Permanent(format!("report target unreadable: {e}")))?;
-        let mut state = match &report.state {
-            Value::Object(_) => report.state.clone(),
-            _ => json!({}),
-        };
         if state["reacted"] != json!(true) {
-            if let Ok(target) =
-                serde_json::from_value::<ReactTarget>(report.report_to["react"].clone())
-            {
+            if let Ok(target) = serde_json::from_value::<ReactTarget>(report_to["react"].clone()) {
                 match self.forge.react(&thread, &target).await {
                     Ok(()) => {}
                     Err(ForgeError::Transient(m)) => return Err(SinkError::Retry(m)),
@@ -49,40 +48,59 @@ impl ReportSink for ForgeSink {
             }
             state["reacted"] = json!(true);
         }
-        let digest = digest(body);
+        let digest = crate::hex(&sha256(body));
         if let Some(id) = state["comment_id"].as_str().map(str::to_owned) {
             // Events that change nothing visible cost no API call.
             if state["body_sha256"] == json!(digest) {
-                return Ok(state);
+                return Ok(());
             }
             match self.forge.edit_comment(&thread, &id, body).await {
                 Ok(()) => {
                     state["body_sha256"] = json!(digest);
-                    return Ok(state);
+                    return Ok(());
                 }
                 Err(ForgeError::Transient(m)) => return Err(SinkError::Retry(m)),
                 Err(ForgeError::Fatal(m)) => {
                     // Deleted by someone: post a new one rather than go silent.
                     tracing::warn!(error = %m, "progress comment cannot be edited; posting a new one");
+                    state["comment_id"] = Value::Null;
                 }
             }
+        } else if state["creating"] == json!(true) {
+            // An earlier create failed without an answer: it may have been posted anyway.
+            // Adopt it instead of posting a second one.
+            if let Some(found) = self
+                .forge
+                .find_comment(&thread, &render::marker(task))
+                .await
+                .map_err(sink_error)?
+            {
+                state["comment_id"] = json!(found.id);
+                state["comment_url"] = json!(found.url);
+                state["creating"] = Value::Null;
+                self.forge
+                    .edit_comment(&thread, &found.id, body)
+                    .await
+                    .map_err(sink_error)?;
+                state["body_sha256"] = json!(digest);
+                return Ok(());
+            }
         }
+        state["creating"] = json!(true);
         let comment = self
             .forge
             .comment(&thread, body)
             .await
             .map_err(sink_error)?;
+        state["creating"] = Value::Null;
         state["comment_id"] = json!(comment.id);
         state["comment_url"] = json!(comment.url);
         state["body_sha256"] = json!(digest);
-        Ok(state)
+        Ok(())
     }
 }
 
-fn digest(body: &str) -> String {
+fn sha256(body: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    Sha256::digest(body.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(body.as_bytes()).into()
 }

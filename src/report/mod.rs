@@ -12,6 +12,7 @@ pub mod render;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,8 +23,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::forge::API_CALLS;
 use crate::hub::{Hub, Note};
-use crate::store::reports::Report;
 use crate::store::{self, StoreError};
 use crate::task::Task;
 
@@ -37,17 +38,19 @@ pub enum SinkError {
     Permanent(String),
 }
 
-/// A place progress is reported to. `report.report_to` says where (its `"kind"` picks the
-/// sink); `report.state` is what an earlier publish returned.
+/// A place progress is reported to. `report_to` says where (its `"kind"` picks the sink).
 #[async_trait]
 pub trait ReportSink: Send + Sync + 'static {
-    /// Creates or edits the task's one progress message; returns the state to keep.
+    /// Creates or edits the task's one progress message. `state` is what earlier publishes
+    /// recorded (the message's id, say); the sink updates it as it goes, and it is kept
+    /// whether the publish succeeds or fails, so a retry knows what was already done.
     async fn publish(
         &self,
         task: &Task,
-        report: &Report,
+        report_to: &serde_json::Value,
+        state: &mut serde_json::Value,
         body: &str,
-    ) -> Result<serde_json::Value, SinkError>;
+    ) -> Result<(), SinkError>;
 }
 
 pub type Sinks = HashMap<String, Arc<dyn ReportSink>>;
@@ -197,15 +200,31 @@ impl Reporter {
         let seq = events.last().map_or(0, |e| e.seq);
         let done = task.status().is_terminal() && seq >= task.last_seq;
         let body = render::render_with(&task, &events, &self.config.render, chrono::Utc::now());
-        match sink.publish(&task, &report, &body).await {
-            Ok(state) => store::reports::published(&self.pool, id, seq, &state, done).await?,
+        let mut state = match &report.state {
+            serde_json::Value::Object(_) => report.state.clone(),
+            _ => serde_json::json!({}),
+        };
+        // The forge calls this report costs, kept beside what it created.
+        let calls = Arc::new(AtomicU32::new(0));
+        let result = API_CALLS
+            .scope(
+                calls.clone(),
+                sink.publish(&task, &report.report_to, &mut state, &body),
+            )
+            .await;
+        let calls = u64::from(calls.load(Ordering::Relaxed));
+        if calls > 0 {
+            state["api_calls"] = (state["api_calls"].as_u64().unwrap_or(0) + calls).into();
+        }
+        match result {
+            Ok(()) => store::reports::published(&self.pool, id, seq, &state, done).await?,
             Err(SinkError::Retry(e)) => {
                 tracing::warn!(task = %id, error = %e, "reporter: publish failed; will retry");
-                store::reports::retry_after(&self.pool, id, RETRY_DELAY).await?;
+                store::reports::retry_after(&self.pool, id, RETRY_DELAY, &state).await?;
             }
             Err(SinkError::Permanent(e)) => {
                 tracing::warn!(task = %id, error = %e, "reporter: publish impossible; giving up on this report");
-                store::reports::published(&self.pool, id, i32::MAX, &report.state, true).await?;
+                store::reports::published(&self.pool, id, i32::MAX, &state, true).await?;
             }
         }
         Ok(true)

@@ -72,13 +72,21 @@ pub async fn published(
     Ok(())
 }
 
-/// A publish failed: leave the report alone until `delay` has passed, then try again.
-pub async fn retry_after(pool: &PgPool, id: Uuid, delay: Duration) -> Result<(), StoreError> {
+/// A publish failed: keep what it got done (`state`), and leave the report alone until
+/// `delay` has passed, then try again.
+pub async fn retry_after(
+    pool: &PgPool,
+    id: Uuid,
+    delay: Duration,
+    state: &Value,
+) -> Result<(), StoreError> {
     sqlx::query(
-        "UPDATE task_reports SET locked_until = now() + make_interval(secs => $2) WHERE task_id = $1",
+        "UPDATE task_reports SET locked_until = now() + make_interval(secs => $2), state = $3
+         WHERE task_id = $1",
     )
     .bind(id)
     .bind(delay.as_secs_f64())
+    .bind(state)
     .execute(pool)
     .await?;
     Ok(())

@@ -102,6 +102,10 @@ pub struct Recorded {
     pub conversation: HashMap<(String, u64), Vec<(String, String)>>,
     /// Review comments on a pull request's diff: (repo, number) → [(login, path, line, body)].
     pub review_comments: HashMap<(String, u64), Vec<ReviewComment>>,
+    /// Reviews of a pull request: (repo, number) → [(login, body)].
+    pub reviews: HashMap<(String, u64), Vec<(String, String)>>,
+    /// This fake's own address, for `Link` headers.
+    pub base_url: String,
     /// How long minted tokens say they live, and how long they really work.
     pub token_life: Duration,
     pub token_works_for: Option<Duration>,
@@ -163,11 +167,13 @@ impl FakeGitHub {
                 "/repos/{o}/{r}/pulls/{n}/comments",
                 get(list_review_comments),
             )
+            .route("/repos/{o}/{r}/pulls/{n}/reviews", get(list_reviews))
             .route("/app-manifests/{code}/conversions", post(convert))
             .fallback(|| async { (StatusCode::NOT_FOUND, Json(json!({"message": "Not Found"}))) })
             .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        state.lock().unwrap().base_url = url.clone();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {
             url,
@@ -463,10 +469,12 @@ async fn create_comment(
         .into_response()
 }
 
+/// Issue comments, oldest first, paginated like GitHub (`per_page`, `page`, `Link`).
 async fn list_comments(
     State((st, _, _)): State<Shared>,
     headers: HeaderMap,
     Path((o, r, n)): Path<(String, String, u64)>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let mut s = st.lock().unwrap();
     guard!(enter(
@@ -481,14 +489,70 @@ async fn list_comments(
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .map(|(login, body)| json!({"user": {"login": login}, "body": body}))
+        .enumerate()
+        .map(|(i, (login, body))| {
+            json!({"id": i, "user": {"login": login}, "body": body, "created_at": format!("2026-01-01T00:{:02}:{:02}Z", i / 60, i % 60)})
+        })
         .collect();
     list.extend(
         s.comments
             .iter()
             .filter(|c| c.repo == repo && c.number == n)
-            .map(|c| json!({"id": c.id, "user": {"login": c.user}, "body": c.body()})),
+            .map(|c| json!({"id": c.id, "user": {"login": c.user}, "body": c.body(), "created_at": "2026-06-01T00:00:00Z"})),
     );
+    let per_page: usize = q
+        .get("per_page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(30)
+        .clamp(1, 100);
+    let page: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let pages = list.len().div_ceil(per_page).max(1);
+    let chunk: Vec<Value> = list
+        .into_iter()
+        .skip((page - 1) * per_page)
+        .take(per_page)
+        .collect();
+    let mut response = Json(Value::Array(chunk)).into_response();
+    if pages > 1 {
+        let base = format!(
+            "{}/repos/{repo}/issues/{n}/comments?per_page={per_page}",
+            s.base_url
+        );
+        let link = format!(
+            "<{base}&page={}>; rel=\"next\", <{base}&page={pages}>; rel=\"last\"",
+            page + 1
+        );
+        response.headers_mut().insert("link", link.parse().unwrap());
+    }
+    response
+}
+
+/// Reviews of a pull request (their summary bodies).
+async fn list_reviews(
+    State((st, _, _)): State<Shared>,
+    headers: HeaderMap,
+    Path((o, r, n)): Path<(String, String, u64)>,
+) -> Response {
+    let mut s = st.lock().unwrap();
+    guard!(enter(
+        &mut s,
+        format!("GET /repos/{o}/{r}/pulls/{n}/reviews")
+    ));
+    let repo = format!("{o}/{r}");
+    guard!(check_token(&mut s, &headers, &repo));
+    let list: Vec<Value> = s
+        .reviews
+        .get(&(repo, n))
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (login, body))| json!({"id": 900 + i, "user": {"login": login}, "body": body, "state": "CHANGES_REQUESTED", "submitted_at": "2026-03-01T00:00:00Z"}))
+        .collect();
     Json(Value::Array(list)).into_response()
 }
 
@@ -718,7 +782,8 @@ async fn list_review_comments(
         .cloned()
         .unwrap_or_default()
         .into_iter()
-        .map(|(login, path, line, body)| json!({"user": {"login": login}, "path": path, "line": line, "body": body}))
+        .enumerate()
+        .map(|(i, (login, path, line, body))| json!({"id": 700 + i, "user": {"login": login}, "path": path, "line": line, "body": body, "created_at": "2026-02-01T00:00:00Z"}))
         .collect();
     Json(Value::Array(list)).into_response()
 }
