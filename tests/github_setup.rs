@@ -19,6 +19,34 @@ fn state_of(page: &str) -> String {
     page[start..].split('"').next().unwrap().to_owned()
 }
 
+/// The setup page, and the cookie that ties its flow to this browser.
+async fn start(t: &TestApp, path: &str) -> (String, String) {
+    let (status, page, headers) = get(t, path, None).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    (page, cookie.split(';').next().unwrap().to_owned())
+}
+
+async fn callback(
+    t: &TestApp,
+    query: &str,
+    cookie: &str,
+) -> (StatusCode, String, reqwest::header::HeaderMap) {
+    let resp = t
+        .client
+        .get(t.url(&format!("/github/setup/callback?{query}")))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    (status, resp.text().await.unwrap(), headers)
+}
+
 async fn get(
     t: &TestApp,
     path: &str,
@@ -45,8 +73,7 @@ async fn the_manifest_flow_shows_the_credentials_once(pool: PgPool) {
         ],
     )
     .await;
-    let (status, page, _) = get(&t, "/github/setup?org=acme", None).await;
-    assert_eq!(status, StatusCode::OK, "{page}");
+    let (page, cookie) = start(&t, "/github/setup?org=acme").await;
     assert!(
         page.contains(
             "action=\"https://github.example/organizations/acme/settings/apps/new?state="
@@ -59,23 +86,23 @@ async fn the_manifest_flow_shows_the_credentials_once(pool: PgPool) {
     );
     let state = state_of(&page);
 
-    let (status, body, _) = get(
+    let (status, body, _) = callback(
         &t,
-        "/github/setup/callback?code=good-code&state=forged",
-        None,
+        "code=good-code&state=forged",
+        "maur_github_setup=forged",
     )
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body.contains("state"), "{body}");
-    let (status, body, _) = get(&t, &format!("/github/setup/callback?state={state}"), None).await;
+    let (status, body, _) = callback(&t, &format!("state={state}"), &cookie).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // Someone else's browser (no cookie) cannot finish this flow.
+    let (status, body, _) = callback(&t, &format!("code=good-code&state={state}"), "").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body.contains("browser"), "{body}");
 
-    let (status, page, headers) = get(
-        &t,
-        &format!("/github/setup/callback?code=good-code&state={state}"),
-        None,
-    )
-    .await;
+    let (status, page, headers) =
+        callback(&t, &format!("code=good-code&state={state}"), &cookie).await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert_eq!(headers["cache-control"], "no-store");
     assert!(page.contains(&format!("GITHUB_APP_ID={APP_ID}")), "{page}");
@@ -89,21 +116,13 @@ async fn the_manifest_flow_shows_the_credentials_once(pool: PgPool) {
     );
 
     // The state is spent; so is GitHub's code.
-    let (status, _, _) = get(
-        &t,
-        &format!("/github/setup/callback?code=good-code&state={state}"),
-        None,
-    )
-    .await;
+    let (status, _, _) = callback(&t, &format!("code=good-code&state={state}"), &cookie).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (_, page, _) = get(&t, "/github/setup", None).await;
-    let (status, body, _) = get(
+    let (page, cookie) = start(&t, "/github/setup").await;
+    let (status, body, _) = callback(
         &t,
-        &format!(
-            "/github/setup/callback?code=good-code&state={}",
-            state_of(&page)
-        ),
-        None,
+        &format!("code=good-code&state={}", state_of(&page)),
+        &cookie,
     )
     .await;
     assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
@@ -122,14 +141,11 @@ async fn with_write_the_credentials_go_to_a_private_file(pool: PgPool) {
     ]);
     config.github.write_env = true;
     let t = TestApp::spawn_config(pool, config).await;
-    let (_, page, _) = get(&t, "/github/setup", None).await;
-    let (status, page, _) = get(
+    let (page, cookie) = start(&t, "/github/setup").await;
+    let (status, page, _) = callback(
         &t,
-        &format!(
-            "/github/setup/callback?code=good-code&state={}",
-            state_of(&page)
-        ),
-        None,
+        &format!("code=good-code&state={}", state_of(&page)),
+        &cookie,
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -150,6 +166,21 @@ async fn with_write_the_credentials_go_to_a_private_file(pool: PgPool) {
     let mut all: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     all.push(("GITHUB_API_URL", &gh.url));
     assert_eq!(support::config(&all).github.app.unwrap().app_id, APP_ID);
+
+    // A second App would overwrite the first's credentials: refused before GitHub's
+    // one-time code is spent.
+    let before = gh.with(|s| s.calls.len());
+    let (page, cookie) = start(&t, "/github/setup").await;
+    let (status, body, _) = callback(
+        &t,
+        &format!("code=good-code&state={}", state_of(&page)),
+        &cookie,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(body.contains("will not overwrite"), "{body}");
+    assert_eq!(gh.with(|s| s.calls.len()), before, "the code was not spent");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 }
 
 #[sqlx::test(migrator = "maur::MIGRATOR")]

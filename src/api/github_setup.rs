@@ -24,6 +24,11 @@ const STATE_LIFE: Duration = Duration::from_secs(3600);
 #[derive(Default)]
 pub struct SetupStates(std::sync::Mutex<HashMap<String, Instant>>);
 
+/// Setup flows one process keeps open at most; the oldest is dropped beyond.
+const MAX_STATES: usize = 100;
+/// Ties a flow to the browser that started it, so a stranger's `code` cannot be fed in.
+const COOKIE: &str = "maur_github_setup";
+
 impl SetupStates {
     fn issue(&self) -> String {
         let state: String = rand::rng()
@@ -33,6 +38,16 @@ impl SetupStates {
             .collect();
         let mut states = self.0.lock().unwrap_or_else(|p| p.into_inner());
         states.retain(|_, at| at.elapsed() < STATE_LIFE);
+        while states.len() >= MAX_STATES {
+            let Some(oldest) = states
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(k, _)| k.clone())
+            else {
+                break;
+            };
+            states.remove(&oldest);
+        }
         states.insert(state.clone(), Instant::now());
         state
     }
@@ -97,12 +112,41 @@ pub async fn setup(
         .map(String::as_str)
         .filter(|o| !o.is_empty());
     let action = manifest::new_app_url(&state.config.github.web_url, org);
-    let page = manifest::setup_page(&manifest, &action, &state.setup_states.issue());
-    Ok(html(StatusCode::OK, page))
+    let flow = state.setup_states.issue();
+    let page = manifest::setup_page(&manifest, &action, &flow);
+    let secure = if base.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let mut response = html(StatusCode::OK, page);
+    if let Ok(cookie) = format!(
+        "{COOKIE}={flow}; Path=/github/setup; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        STATE_LIFE.as_secs()
+    )
+    .parse()
+    {
+        response.headers_mut().insert(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The flow id in this browser's setup cookie.
+fn cookie_state(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (name, value) = pair.trim().split_once('=')?;
+            (name == COOKIE).then(|| value.to_owned())
+        })
 }
 
 pub async fn callback(
     State(state): State<AppState>,
+    headers: HeaderMap,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let code = query
@@ -117,11 +161,32 @@ pub async fn callback(
                 .with("field", "code")
         })?;
     let flow = query.get("state").map(String::as_str).unwrap_or_default();
+    let same_browser = cookie_state(&headers).is_some_and(|c| {
+        use subtle::ConstantTimeEq;
+        bool::from(c.as_bytes().ct_eq(flow.as_bytes()))
+    });
+    if !same_browser {
+        return Err(ApiError::bad_request(
+            "this setup was not started in this browser: open /github/setup here and press the button again",
+        )
+        .with("field", "state"));
+    }
     if !state.setup_states.redeem(flow) {
         return Err(ApiError::bad_request(
             "unknown or expired `state`: start again from /github/setup on this maur",
         )
         .with("field", "state"));
+    }
+    // Before the code is spent: credentials GitHub shows only once must have somewhere to go.
+    let env_file = state.config.data_dir.join("github-app.env");
+    if state.config.github.write_env && env_file.exists() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "{} already exists: maur will not overwrite an App's credentials; move it away and start again from /github/setup",
+                env_file.display()
+            ),
+        ));
     }
     let url = format!(
         "{}/app-manifests/{code}/conversions",
@@ -157,7 +222,7 @@ pub async fn callback(
         )
     })?;
     let written = if state.config.github.write_env {
-        let path = state.config.data_dir.join("github-app.env");
+        let path = env_file;
         write_private(&path, &env).map_err(|e| {
             tracing::error!(path = %path.display(), error = %e, "could not write the GitHub App credentials");
             ApiError::internal()
@@ -186,8 +251,7 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o600)
         .open(path)?;
     file.write_all(text.as_bytes())

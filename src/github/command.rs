@@ -17,11 +17,19 @@ pub enum Command {
 /// The first command in `body`, if any. `prefix` is `MAUR_COMMAND` (`/maur`), matched
 /// case-insensitively and only as a whole word.
 pub fn parse(body: &str, prefix: &str) -> Option<Command> {
-    let lines = visible_lines(body);
-    for (i, line) in lines.iter().enumerate() {
+    let all: Vec<&str> = body.lines().collect();
+    let visible = visible_lines(body);
+    for (n, &(i, line)) in visible.iter().enumerate() {
         let Some(rest) = after_prefix(line, prefix) else {
             continue;
         };
+        // Instructions run on below the command line, code blocks included, up to the next
+        // command.
+        let end = visible[n + 1..]
+            .iter()
+            .find(|(_, l)| after_prefix(l, prefix).is_some())
+            .map_or(all.len(), |(j, _)| *j);
+        let below = &all[i + 1..end];
         let (verb, args) = match rest.split_once(char::is_whitespace) {
             Some((verb, args)) => (verb, args.trim()),
             None => (rest, ""),
@@ -29,12 +37,8 @@ pub fn parse(body: &str, prefix: &str) -> Option<Command> {
         let command = match verb.to_ascii_lowercase().as_str() {
             "" | "help" => Command::Help,
             "fix" => {
-                // Instructions may go on below the command line, up to another command.
                 let mut text = args.to_owned();
-                for next in &lines[i + 1..] {
-                    if after_prefix(next, prefix).is_some() {
-                        break;
-                    }
+                for next in below {
                     text.push('\n');
                     text.push_str(next);
                 }
@@ -70,11 +74,11 @@ fn after_prefix<'a>(line: &'a str, prefix: &str) -> Option<&'a str> {
     }
 }
 
-/// The comment's lines without fenced code blocks and block quotes.
-fn visible_lines(body: &str) -> Vec<&str> {
+/// The comment's lines outside fenced code blocks and block quotes, with their numbers.
+fn visible_lines(body: &str) -> Vec<(usize, &str)> {
     let mut fence: Option<String> = None;
     let mut out = Vec::new();
-    for line in body.lines() {
+    for (i, line) in body.lines().enumerate() {
         let trimmed = line.trim_start();
         let marker: String = trimmed
             .chars()
@@ -95,7 +99,7 @@ fn visible_lines(body: &str) -> Vec<&str> {
                 fence = Some(marker);
             }
             None if trimmed.starts_with('>') => {}
-            None => out.push(line),
+            None => out.push((i, line)),
         }
     }
     out
@@ -168,7 +172,14 @@ mod tests {
         );
         assert_eq!(
             p("/maur fix a\n> quoted\nb"),
-            Some(Command::Fix("a\nb".into()))
+            Some(Command::Fix("a\n> quoted\nb".into()))
+        );
+        assert_eq!(
+            p("/maur fix use this:\n```rust\nfn page() {}\n```\nthanks"),
+            Some(Command::Fix(
+                "use this:\n```rust\nfn page() {}\n```\nthanks".into()
+            )),
+            "code the person pasted stays in the instructions"
         );
     }
 

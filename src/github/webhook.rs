@@ -240,7 +240,9 @@ fn comment(event: &str, action: &str, p: Payload, settings: &GitHubSettings) -> 
     ) else {
         return ignore(format!("no {} command in the comment", settings.command));
     };
-    let id = comment.id.unwrap_or_default().to_string();
+    let Some(id) = comment.id.map(|id| id.to_string()) else {
+        return ignore(format!("{event} without a comment id"));
+    };
     if event == "pull_request_review_comment" {
         let Some(pr) = p.pull_request else {
             return ignore("review comment without a pull request");

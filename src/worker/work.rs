@@ -253,6 +253,11 @@ fn commit_message(task: &Task, summary: Option<&str>) -> String {
     message
 }
 
+/// `@name` becomes `@\u{200b}name`: it reads the same and notifies nobody.
+fn quiet_mentions(text: &str) -> String {
+    text.replace('@', "@\u{200b}")
+}
+
 /// The pull request's description: what changed, why, and what it cost.
 fn pull_request_body(
     task: &Task,
@@ -265,12 +270,9 @@ fn pull_request_body(
     if let Some(n) = task.context["issue_number"].as_u64() {
         body.push_str(&format!("Fixes #{n}\n\n"));
     }
-    body.push_str(
-        summary
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .unwrap_or("Changes made by maur."),
-    );
+    // The summary is the agent's text, which an issue can steer: it may not ping people.
+    let summary = summary.map(str::trim).filter(|s| !s.is_empty());
+    body.push_str(&summary.map_or_else(|| "Changes made by maur.".to_owned(), quiet_mentions));
     body.push_str(&format!(
         "\n\n**Files changed** ({}):\n",
         committed.diffstat()
@@ -304,8 +306,11 @@ impl Pipeline for WorkPipeline {
         let calls = Arc::new(AtomicU32::new(0));
         let result = API_CALLS.scope(calls.clone(), self.steps(task, ctx)).await;
         let calls = calls.load(Ordering::Relaxed);
-        if calls > 0 {
-            ctx.event("api_calls", json!({"calls": calls})).await?;
+        if calls > 0
+            && let Err(e) = ctx.event("api_calls", json!({"calls": calls})).await
+        {
+            // A bookkeeping event must not turn the task's result into an error.
+            tracing::warn!(task = %task.id, error = %e, "could not record the API call count");
         }
         result
     }
