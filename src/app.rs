@@ -103,21 +103,31 @@ impl App {
 
     /// The reporter for `sinks` (one per kind of place progress can be reported to).
     pub fn reporter(&self, sinks: Sinks) -> Arc<Reporter> {
+        self.reporter_with(sinks, self.reporter_config())
+    }
+
+    pub fn reporter_with(&self, sinks: Sinks, config: ReporterConfig) -> Arc<Reporter> {
         Reporter::new(
             self.state.pool.clone(),
             Arc::clone(&self.state.hub),
             sinks,
-            ReporterConfig {
-                min_interval: self.state.config.report_interval,
-                render: RenderOptions {
-                    model: matches!(self.state.config.agent.kind, AgentKind::OpenCode)
-                        .then(|| self.state.config.agent.llm_model.clone()),
-                    price_input: self.state.config.llm_price_input,
-                    price_output: self.state.config.llm_price_output,
-                },
-                ..ReporterConfig::default()
-            },
+            config,
         )
+    }
+
+    /// The reporter's settings as the configuration gives them.
+    pub fn reporter_config(&self) -> ReporterConfig {
+        let config = &self.state.config;
+        ReporterConfig {
+            min_interval: config.report_interval,
+            render: RenderOptions {
+                model: matches!(config.agent.kind, AgentKind::OpenCode)
+                    .then(|| config.agent.llm_model.clone()),
+                price_input: config.llm_price_input,
+                price_output: config.llm_price_output,
+            },
+            ..ReporterConfig::default()
+        }
     }
 
     /// Serves the full API until shutdown; in-flight requests finish, SSE streams end.

@@ -59,7 +59,12 @@ async fn gh_app_with(pool: PgPool, script: &str, extra: &[(&str, &str)]) -> Gh {
     );
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let t = TestApp::spawn_with(pool, &refs).await;
-    let reporter = t.app.reporter(t.app.sinks());
+    // Failed publishes come back quickly here (10 s in production).
+    let config = maur::report::ReporterConfig {
+        retry_delay: Duration::from_millis(200),
+        ..t.app.reporter_config()
+    };
+    let reporter = t.app.reporter_with(t.app.sinks(), config);
     tokio::spawn(reporter.run(t.shutdown.clone()));
     Gh {
         bare: root.join("acme/api.git"),
@@ -209,6 +214,11 @@ async fn fix_on_an_issue_reacts_reports_and_opens_one_pull_request(pool: PgPool)
         "{log}"
     );
 
+    assert_eq!(
+        gh.fake.with(|s| (s.unauthorized, s.forbidden)),
+        (0, 0),
+        "every call had a valid token with the permission it needed"
+    );
     // The progress comment was edited in place through the task's life.
     let comments = gh.maur_comments(12);
     assert!(comments[0].bodies.len() >= 2, "{:#?}", comments[0].bodies);
@@ -777,7 +787,7 @@ async fn every_public_example_payload_is_accepted_without_a_5xx(pool: PgPool) {
                     .unwrap();
             let status = resp.status();
             assert!(
-                status.as_u16() < 500,
+                status.is_success(),
                 "{event}/{:?}: {status}",
                 file.file_name()
             );
@@ -877,4 +887,64 @@ async fn github_errors_and_rate_limits_are_waited_out(pool: PgPool) {
         .deliver_as("issue_comment", &comment("/maur fix", "max", 18), "d-18")
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn revoked_tokens_are_minted_again_for_the_api_and_for_git(pool: PgPool) {
+    let gh = gh_app(pool, FIX).await;
+    let (_, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 19))
+        .await;
+    gh.work_one().await;
+    gh.t.wait_for_status(b["task_id"].as_str().unwrap(), "succeeded")
+        .await;
+    gh.final_comment(19, "Opened a pull request").await;
+    // Every cached token stops working (revoked on GitHub's side, long before expiry).
+    gh.fake.revoke_all();
+    let (s, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "max", 20))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::ACCEPTED,
+        "the permission check re-minted: {b}"
+    );
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    gh.work_one().await;
+    let task = gh.t.wait_for_status(&id, "succeeded").await;
+    assert_eq!(
+        task["outcome"], "pr_opened",
+        "git got a fresh token too: {task:#}"
+    );
+    assert_eq!(task["attempts"], 1);
+    gh.final_comment(20, "Opened a pull request").await;
+    assert!(
+        gh.fake.with(|s| s.unauthorized) >= 1,
+        "the revoked tokens were tried"
+    );
+    assert_eq!(
+        gh.fake.with(|s| s.forbidden),
+        0,
+        "every call had the permission it needed"
+    );
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_lost_answer_to_a_new_comment_never_makes_a_second_one(pool: PgPool) {
+    let gh = gh_app(pool, FIX).await;
+    // GitHub stores the progress comment but the answer is lost (502).
+    gh.fake.with(|s| s.lose_comment_answers = 1);
+    let (_, b) = gh
+        .deliver("issue_comment", &comment("/maur fix", "ann", 21))
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    gh.work_one().await;
+    gh.t.wait_for_status(&id, "succeeded").await;
+    let text = gh.final_comment(21, "Opened a pull request").await;
+    assert!(text.contains(&id));
+    assert_eq!(
+        gh.fake.comments_on("acme/api", 21).len(),
+        1,
+        "adopted, not posted again"
+    );
 }

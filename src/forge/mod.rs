@@ -112,6 +112,10 @@ pub trait Forge: Send + Sync + 'static {
         spec: &PullRequestSpec<'_>,
     ) -> Result<Option<PullRequest>, ForgeError>;
 
+    /// The remote refused credentials this forge gave out: drop any cached copy, so the
+    /// next [`Forge::git_credentials`] mints fresh ones.
+    async fn forget_credentials(&self, _repo: &RepoRef) {}
+
     /// Who commits: the forge's bot identity, or `None` for maur's configured author.
     async fn commit_author(&self, _repo: &RepoRef) -> Result<Option<Author>, ForgeError> {
         Ok(None)

@@ -222,6 +222,15 @@ impl GitHub {
         self.tokens.invalidate_all();
     }
 
+    /// Drops the cached token for `repo` and `scope` (refused by git, say).
+    pub async fn forget_token(&self, repo: &str, scope: Scope) {
+        if let Ok(installation) = self.installation_for(repo).await {
+            self.tokens
+                .invalidate(&token_key(installation, repo, scope))
+                .await;
+        }
+    }
+
     /// A token for `repo` with `scope`, valid for at least five more minutes.
     pub async fn token(&self, repo: &str, scope: Scope) -> Result<SecretString, GitHubError> {
         let installation = self.installation_for(repo).await?;
@@ -376,11 +385,7 @@ impl GitHub {
             {
                 // Revoked or expired early: mint a fresh one, once.
                 reminted = true;
-                if let Ok(installation) = self.installation_for(repo).await {
-                    self.tokens
-                        .invalidate(&token_key(installation, repo, scope))
-                        .await;
-                }
+                self.forget_token(repo, scope).await;
                 continue;
             }
             if let Some(wait) = rate_limit_wait(status, &headers, &message, Utc::now().timestamp())

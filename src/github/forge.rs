@@ -70,6 +70,12 @@ impl Forge for GitHubForge {
         }))
     }
 
+    async fn forget_credentials(&self, repo: &RepoRef) {
+        if let Ok(name) = self.full_name(repo) {
+            self.gh.forget_token(&name, Scope::Git).await;
+        }
+    }
+
     async fn open_pull_request(
         &self,
         spec: &PullRequestSpec<'_>,

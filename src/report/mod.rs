@@ -64,6 +64,8 @@ pub struct ReporterConfig {
     /// How long one reporter may hold a task's report while publishing it.
     pub lease: Duration,
     pub render: render::RenderOptions,
+    /// How long a report waits after a failed publish.
+    pub retry_delay: Duration,
 }
 
 impl Default for ReporterConfig {
@@ -73,6 +75,7 @@ impl Default for ReporterConfig {
             poll_interval: Duration::from_secs(5),
             lease: Duration::from_secs(30),
             render: render::RenderOptions::default(),
+            retry_delay: Duration::from_secs(10),
         }
     }
 }
@@ -85,7 +88,6 @@ pub struct Reporter {
 }
 
 const PARALLEL_PUBLISHES: usize = 8;
-const RETRY_DELAY: Duration = Duration::from_secs(10);
 
 impl Reporter {
     pub fn new(pool: PgPool, hub: Arc<Hub>, sinks: Sinks, config: ReporterConfig) -> Arc<Self> {
@@ -220,7 +222,8 @@ impl Reporter {
             Ok(()) => store::reports::published(&self.pool, id, seq, &state, done).await?,
             Err(SinkError::Retry(e)) => {
                 tracing::warn!(task = %id, error = %e, "reporter: publish failed; will retry");
-                store::reports::retry_after(&self.pool, id, RETRY_DELAY, &state).await?;
+                store::reports::retry_after(&self.pool, id, self.config.retry_delay, &state)
+                    .await?;
             }
             Err(SinkError::Permanent(e)) => {
                 tracing::warn!(task = %id, error = %e, "reporter: publish impossible; giving up on this report");

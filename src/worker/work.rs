@@ -79,6 +79,14 @@ impl Drop for Cleanup {
     }
 }
 
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
+) -> Result<Result<T, WorkspaceError>, PipelineError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| PipelineError::Fatal(format!("internal error: {e}")))
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
 ) -> Result<T, PipelineError> {
@@ -86,6 +94,32 @@ async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| PipelineError::Fatal(format!("internal error: {e}")))?
         .map_err(PipelineError::from)
+}
+
+/// Runs a git operation with the forge's credentials; if the remote refuses them (revoked
+/// early, say), asks the forge for fresh ones and tries once more.
+async fn with_credentials<T, F, Op>(
+    forge: &dyn Forge,
+    repo: &RepoRef,
+    make: Op,
+) -> Result<T, PipelineError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, WorkspaceError> + Send + 'static,
+    Op: Fn(Option<crate::forge::GitCredentials>) -> F,
+{
+    let creds = forge.git_credentials(repo).await?;
+    match run_blocking(make(creds)).await? {
+        Err(WorkspaceError::AuthRefused(why)) => {
+            tracing::info!(repo = %repo, error = %why, "git refused the credentials; minting fresh ones");
+            forge.forget_credentials(repo).await;
+            let creds = forge.git_credentials(repo).await?;
+            run_blocking(make(creds))
+                .await?
+                .map_err(PipelineError::from)
+        }
+        other => other.map_err(PipelineError::from),
+    }
 }
 
 impl WorkPipeline {
@@ -344,18 +378,17 @@ impl WorkPipeline {
             json!({"step": "checkout", "label": "Check out the repository", "status": "running"}),
         )
         .await?;
-        let creds = forge.git_credentials(&repo).await?;
-        let checkout = {
+        let checkout = with_credentials(forge.as_ref(), &repo, |creds| {
             let (ws, url, base, branch, id) = (
                 self.workspaces.clone(),
                 url.clone(),
-                base,
+                base.clone(),
                 branch.clone(),
                 task_id.clone(),
             );
-            blocking(move || ws.prepare(&url, creds.as_ref(), &id, base.as_deref(), &branch))
-                .await?
-        };
+            move || ws.prepare(&url, creds.as_ref(), &id, base.as_deref(), &branch)
+        })
+        .await?;
         let base_sha = checkout.base_commit.to_string();
         ctx.event("step", json!({
             "step": "checkout", "status": "done",
@@ -438,16 +471,16 @@ impl WorkPipeline {
         )
         .await?;
         // Fresh credentials at the moment of use: a long agent run outlives short tokens.
-        let creds = forge.git_credentials(&repo).await?;
-        {
+        let mode = if follow_up.is_some() {
+            workspace::PushMode::FastForward
+        } else {
+            workspace::PushMode::ReplaceOwn
+        };
+        with_credentials(forge.as_ref(), &repo, |creds| {
             let (co, url) = (checkout.clone(), url.clone());
-            let mode = if follow_up.is_some() {
-                workspace::PushMode::FastForward
-            } else {
-                workspace::PushMode::ReplaceOwn
-            };
-            blocking(move || workspace::push(&co, &url, creds.as_ref(), mode)).await?;
-        }
+            move || workspace::push(&co, &url, creds.as_ref(), mode)
+        })
+        .await?;
         ctx.event("step", json!({"step": "push", "status": "done"}))
             .await?;
 

@@ -29,6 +29,9 @@ pub enum WorkspaceError {
     /// The repository or branch is not there, or the change was refused.
     #[error("{0}")]
     Fatal(String),
+    /// The remote refused the credentials (401): fresh ones may work.
+    #[error("{0}")]
+    AuthRefused(String),
     #[error(transparent)]
     Refused(#[from] Violation),
 }
@@ -36,12 +39,13 @@ pub enum WorkspaceError {
 impl WorkspaceError {
     fn git(context: &str, e: git2::Error) -> Self {
         let message = format!("{context}: {}", e.message());
-        // Refused credentials, no access, no such repository: retrying will not help.
-        let refused = e.code() == git2::ErrorCode::Auth
-            || ["401", "403", "404"]
-                .iter()
-                .any(|code| e.message().contains(&format!("status code: {code}")));
+        // Refused credentials: fresh ones may help, once. No access, no such repository:
+        // retrying will not.
+        let status = |code: &str| e.message().contains(&format!("status code: {code}"));
+        let unauthorized = e.code() == git2::ErrorCode::Auth || status("401");
+        let refused = status("403") || status("404");
         match e.class() {
+            _ if unauthorized => Self::AuthRefused(message),
             _ if refused => Self::Fatal(message),
             git2::ErrorClass::Net
             | git2::ErrorClass::Http
@@ -485,7 +489,10 @@ fn callbacks<'a>(creds: Option<&'a GitCredentials>, expected: &'a str) -> Remote
             ));
         }
         if asked || !allowed.contains(CredentialType::USER_PASS_PLAINTEXT) {
-            return Err(git2::Error::from_str(
+            // Asked again: the server refused them. Auth, so the caller may mint fresh ones.
+            return Err(git2::Error::new(
+                git2::ErrorCode::Auth,
+                git2::ErrorClass::Callback,
                 "the forge's credentials were refused",
             ));
         }

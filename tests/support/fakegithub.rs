@@ -96,6 +96,10 @@ pub struct Recorded {
     pub calls: Vec<String>,
     /// Calls refused for bad credentials.
     pub unauthorized: u32,
+    /// Calls refused because the token lacked the permission (narrowed to another step).
+    pub forbidden: u32,
+    /// Store the next N new comments but answer 502, as when GitHub's answer is lost.
+    pub lose_comment_answers: u32,
     /// login → permission ("admin", "write", "read", "none").
     pub permissions: HashMap<String, String>,
     /// Comments already on an issue before maur arrives: (repo, number) → [(login, body)].
@@ -208,6 +212,12 @@ impl FakeGitHub {
         })
     }
 
+    /// Revokes every token minted so far, for the API and for git.
+    pub fn revoke_all(&self) {
+        self.with(|s| s.issued.iter_mut().for_each(|i| i.revoked = true));
+        self.git_tokens.lock().unwrap().clear();
+    }
+
     pub fn tokens(&self) -> Vec<String> {
         self.with(|s| s.issued.iter().map(|i| i.token.clone()).collect())
     }
@@ -275,6 +285,17 @@ fn check_jwt(headers: &HeaderMap) -> Result<(), Response> {
 
 /// Every repository call: an unexpired, unrevoked token minted for this repository.
 fn check_token(s: &mut Recorded, headers: &HeaderMap, repo: &str) -> Result<(), Response> {
+    check_token_for(s, headers, repo, &[])
+}
+
+/// Writing calls: the token must also hold one of `need` (permission, level), as GitHub
+/// refuses a token narrowed to other permissions.
+fn check_token_for(
+    s: &mut Recorded,
+    headers: &HeaderMap,
+    repo: &str,
+    need: &[(&str, &str)],
+) -> Result<(), Response> {
     let token = bearer(headers).or_else(|| {
         headers
             .get("authorization")?
@@ -295,8 +316,26 @@ fn check_token(s: &mut Recorded, headers: &HeaderMap, repo: &str) -> Result<(), 
         s.unauthorized += 1;
         return Err(error(StatusCode::UNAUTHORIZED, "Bad credentials"));
     }
+    let token = bearer(headers).unwrap_or_default();
+    let allowed = need.is_empty()
+        || s.issued.iter().any(|i| {
+            i.token == token
+                && need.iter().any(|(perm, level)| {
+                    let has = i.permissions[*perm].as_str().unwrap_or("none");
+                    has == *level || (*level == "read" && has == "write")
+                })
+        });
+    if !allowed {
+        s.forbidden += 1;
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "Resource not accessible by integration",
+        ));
+    }
     Ok(())
 }
+
+const COMMENTING: &[(&str, &str)] = &[("issues", "write"), ("pull_requests", "write")];
 
 /// Injected failures, then the call is recorded.
 fn enter(s: &mut Recorded, call: String) -> Result<(), Response> {
@@ -387,7 +426,10 @@ async fn mint(
         expires_at: Utc::now() + chrono::Duration::from_std(real_life).unwrap(),
         revoked: false,
     });
-    git_tokens.lock().unwrap().push(token.clone());
+    // Only a token that may write contents may push (or clone) over git.
+    if body["permissions"]["contents"] == "write" {
+        git_tokens.lock().unwrap().push(token.clone());
+    }
     if s.token_works_for.is_some() {
         // Revoke it for git too once its real life is over.
         let (git_tokens, t) = (git_tokens.clone(), token.clone());
@@ -450,7 +492,7 @@ async fn create_comment(
         format!("POST /repos/{o}/{r}/issues/{n}/comments")
     ));
     let repo = format!("{o}/{r}");
-    guard!(check_token(&mut s, &headers, &repo));
+    guard!(check_token_for(&mut s, &headers, &repo, COMMENTING));
     s.next_id += 1;
     let id = s.next_id;
     let text = body["body"].as_str().unwrap_or_default().to_owned();
@@ -462,6 +504,10 @@ async fn create_comment(
         bodies: vec![text.clone()],
         created: std::time::Instant::now(),
     });
+    if s.lose_comment_answers > 0 {
+        s.lose_comment_answers -= 1;
+        return error(StatusCode::BAD_GATEWAY, "Server Error");
+    }
     (
         StatusCode::CREATED,
         Json(json!({"id": id, "body": text, "html_url": format!("https://github.example/{repo}/issues/{n}#issuecomment-{id}")})),
@@ -568,7 +614,7 @@ async fn edit_comment(
         format!("PATCH /repos/{o}/{r}/issues/comments/{id}")
     ));
     let repo = format!("{o}/{r}");
-    guard!(check_token(&mut s, &headers, &repo));
+    guard!(check_token_for(&mut s, &headers, &repo, COMMENTING));
     let text = body["body"].as_str().unwrap_or_default().to_owned();
     match s.comments.iter_mut().find(|c| c.id == id && c.repo == repo) {
         Some(c) => {
@@ -591,7 +637,7 @@ fn reaction(
         &mut s,
         format!("POST /repos/{repo}/{what}/reactions")
     ));
-    guard!(check_token(&mut s, headers, &repo));
+    guard!(check_token_for(&mut s, headers, &repo, COMMENTING));
     let content = body["content"].as_str().unwrap_or_default().to_owned();
     let fresh = !s.reactions.iter().any(|(w, c)| *w == what && *c == content);
     if fresh {
@@ -700,7 +746,12 @@ async fn create_pull(
     let mut s = st.lock().unwrap();
     guard!(enter(&mut s, format!("POST /repos/{o}/{r}/pulls")));
     let repo = format!("{o}/{r}");
-    guard!(check_token(&mut s, &headers, &repo));
+    guard!(check_token_for(
+        &mut s,
+        &headers,
+        &repo,
+        &[("pull_requests", "write")]
+    ));
     let head = body["head"].as_str().unwrap_or_default().to_owned();
     if s.pulls.iter().any(|p| p.repo == repo && p.head == head) {
         return error(
