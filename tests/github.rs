@@ -680,7 +680,14 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
             .with_max_level(tracing::Level::DEBUG)
             .finish(),
     );
-    let gh = gh_app(pool, &format!("env > agent-env.txt; {FIX}")).await;
+    // While the task runs, the agent copies all of MAUR_DATA_DIR (its checkout is
+    // `<data>/work/<id>`): mirrors, maur's git directories and configs as they are mid-task.
+    let snapshot = temp("snapshot");
+    let gh = gh_app(
+        pool,
+        &format!("env > agent-env.txt; cp -r \"$PWD/../..\" {}/data; {FIX}", snapshot.display()),
+    )
+    .await;
     let (_, b) = gh
         .deliver("issue_comment", &comment("/maur fix", "ann", 15))
         .await;
@@ -735,7 +742,12 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
             format!("{} {}", p.title, p.body),
         ));
     }
-    for file in files_under(&gh.data) {
+    let during = files_under(&snapshot);
+    assert!(
+        during.iter().any(|f| f.ends_with("config") && f.to_string_lossy().contains("gitdirs")),
+        "the snapshot has maur's own git config: {during:?}"
+    );
+    for file in files_under(&gh.data).into_iter().chain(during) {
         let bytes = std::fs::read(&file).unwrap_or_default();
         places.push((
             file.display().to_string(),
