@@ -685,7 +685,10 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
     let snapshot = temp("snapshot");
     let gh = gh_app(
         pool,
-        &format!("env > agent-env.txt; cp -r \"$PWD/../..\" {}/data; {FIX}", snapshot.display()),
+        &format!(
+            "env > agent-env.txt; cp -r \"$PWD/../..\" {}/data; {FIX}",
+            snapshot.display()
+        ),
     )
     .await;
     let (_, b) = gh
@@ -744,7 +747,9 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
     }
     let during = files_under(&snapshot);
     assert!(
-        during.iter().any(|f| f.ends_with("config") && f.to_string_lossy().contains("gitdirs")),
+        during
+            .iter()
+            .any(|f| f.ends_with("config") && f.to_string_lossy().contains("gitdirs")),
         "the snapshot has maur's own git config: {during:?}"
     );
     for file in files_under(&gh.data).into_iter().chain(during) {
