@@ -490,7 +490,7 @@ async fn a_follow_up_on_a_pull_request_pushes_to_its_branch(pool: PgPool) {
     // A new commit on the same branch, on top of what was there; no second pull request.
     assert_eq!(git(&gh.bare, &["rev-parse", "feature^"]), before);
     let prompt = git(&gh.bare, &["show", "feature:prompt.txt"]);
-    assert!(prompt.contains("Update pull request #7"), "{prompt}");
+    assert!(prompt.contains("Update GitHub pull request #7"), "{prompt}");
     assert!(
         prompt.contains("@rita: call it paginate please"),
         "{prompt}"
@@ -716,7 +716,7 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
         places[2].1
     );
     assert!(
-        places[3].1.contains("GitHub task queued"),
+        places[3].1.contains("forge task queued"),
         "logs were captured: {}",
         places[3].1
     );

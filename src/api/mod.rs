@@ -1,6 +1,7 @@
 //! The HTTP surface: one module per source, a shared error shape and bearer auth.
 
 pub mod auth;
+mod commands;
 pub mod error;
 mod events;
 mod exception;

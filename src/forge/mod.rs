@@ -2,6 +2,7 @@
 //! GitHub, GitLab and the local forge implement it.
 
 pub mod local;
+pub mod request;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -96,6 +97,26 @@ pub trait Forge: Send + Sync + 'static {
     /// Short name for logs and events (`github`, `gitlab`, `local`).
     fn name(&self) -> &'static str;
 
+    /// How people call it (`GitHub`), in replies and prompts.
+    fn display_name(&self) -> &'static str {
+        self.name()
+    }
+
+    /// The roles that may ask maur for work, as people on this forge know them.
+    fn write_roles(&self) -> &'static str {
+        "write access"
+    }
+
+    /// The keyword that closes an issue when the change merges (`Fixes #12`).
+    fn closing_keyword(&self) -> &'static str {
+        "Fixes"
+    }
+
+    /// The address commits credit a forge user with, without revealing their email.
+    fn noreply_email(&self, login: &str, _id: i64) -> String {
+        format!("{login}@users.noreply.localhost")
+    }
+
     /// Whether this forge serves `repo`.
     fn serves(&self, repo: &RepoRef) -> bool;
 
@@ -149,6 +170,24 @@ pub trait Forge: Send + Sync + 'static {
     /// Puts 👀 on what asked for the work, so the person knows maur heard them.
     async fn react(&self, thread: &Thread, _target: &ReactTarget) -> Result<(), ForgeError> {
         Err(self.unsupported("reactions", thread))
+    }
+
+    /// Where the pull/merge request `number` of `repo` comes from (its head branch and the
+    /// repository that branch lives in).
+    async fn change_head(&self, repo: &str, number: u64) -> Result<request::PrHead, ForgeError> {
+        Err(ForgeError::Fatal(format!(
+            "{} has no pull requests (asked about {repo}#{number})",
+            self.name()
+        )))
+    }
+
+    /// A pull/merge request's discussion, oldest first, as (author, text).
+    async fn conversation(
+        &self,
+        _repo: &str,
+        _number: u64,
+    ) -> Result<Vec<(String, String)>, ForgeError> {
+        Ok(Vec::new())
     }
 
     /// Whether `user` may start work on `repo` (write access or more).

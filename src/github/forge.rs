@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::json;
 
 use super::client::{GitHub, GitHubError, Scope};
+use crate::forge::request::PrHead;
 use crate::forge::{
     Comment, Forge, ForgeError, GitCredentials, PullRequest, PullRequestSpec, ReactTarget, Thread,
 };
@@ -52,6 +53,44 @@ impl GitHubForge {
 impl Forge for GitHubForge {
     fn name(&self) -> &'static str {
         "github"
+    }
+
+    fn display_name(&self) -> &'static str {
+        "GitHub"
+    }
+
+    fn write_roles(&self) -> &'static str {
+        "write, maintain or admin"
+    }
+
+    fn noreply_email(&self, login: &str, id: i64) -> String {
+        format!("{id}+{login}@users.noreply.github.com")
+    }
+
+    async fn change_head(&self, repo: &str, number: u64) -> Result<PrHead, ForgeError> {
+        let pr = self
+            .gh
+            .call(
+                Method::GET,
+                &format!("/repos/{repo}/pulls/{number}"),
+                None,
+                repo,
+                Scope::Read,
+            )
+            .await?;
+        Ok(PrHead {
+            repo: pr.body["head"]["repo"]["full_name"]
+                .as_str()
+                .map(str::to_owned),
+            branch: pr.body["head"]["ref"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    }
+
+    async fn conversation(&self, repo: &str, n: u64) -> Result<Vec<(String, String)>, ForgeError> {
+        Ok(self.discussion(repo, n).await?)
     }
 
     fn serves(&self, repo: &RepoRef) -> bool {
@@ -215,6 +254,59 @@ impl Forge for GitHubForge {
 }
 
 impl GitHubForge {
+    /// The pull request's conversation, oldest first: its comments, its reviews and the review
+    /// comments on the diff (with file and line). Of a long thread, the first and the last
+    /// page of each: the newest words matter most.
+    async fn discussion(&self, repo: &str, n: u64) -> Result<Vec<(String, String)>, GitHubError> {
+        let mut said: Vec<(String, String, String)> = Vec::new();
+        for path in [
+            format!("/repos/{repo}/issues/{n}/comments?per_page=100"),
+            format!("/repos/{repo}/pulls/{n}/reviews?per_page=100"),
+            format!("/repos/{repo}/pulls/{n}/comments?per_page=100"),
+        ] {
+            let first = self
+                .gh
+                .call(Method::GET, &path, None, repo, Scope::Read)
+                .await?;
+            let mut pages = vec![first.body.clone()];
+            if let Some(last) = first.last_page(&self.gh.api_url) {
+                pages.push(
+                    self.gh
+                        .call(Method::GET, &last, None, repo, Scope::Read)
+                        .await?
+                        .body,
+                );
+            }
+            let mut seen = std::collections::HashSet::new();
+            for c in pages.iter().filter_map(|p| p.as_array()).flatten() {
+                if !seen.insert(c["id"].as_i64()) {
+                    continue;
+                }
+                let body = c["body"].as_str().unwrap_or_default().trim();
+                if body.is_empty() {
+                    continue;
+                }
+                let who = c["user"]["login"].as_str().unwrap_or("someone").to_owned();
+                let when = c["created_at"]
+                    .as_str()
+                    .or(c["submitted_at"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                let text = match c["path"].as_str() {
+                    Some(file) => match c["line"].as_u64().or(c["original_line"].as_u64()) {
+                        Some(line) => format!("(on {file}:{line}) {body}"),
+                        None => format!("(on {file}) {body}"),
+                    },
+                    None => body.to_owned(),
+                };
+                said.push((when, who, text));
+            }
+        }
+        // RFC 3339 times in UTC sort as text.
+        said.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(said.into_iter().map(|(_, who, text)| (who, text)).collect())
+    }
+
     async fn find_open(
         &self,
         repo: &str,

@@ -294,6 +294,7 @@ fn quiet_mentions(text: &str) -> String {
 
 /// The pull request's description: what changed, why, and what it cost.
 fn pull_request_body(
+    closing: &str,
     task: &Task,
     summary: Option<&str>,
     committed: &Committed,
@@ -302,7 +303,7 @@ fn pull_request_body(
 ) -> String {
     let mut body = String::new();
     if let Some(n) = task.context["issue_number"].as_u64() {
-        body.push_str(&format!("Fixes #{n}\n\n"));
+        body.push_str(&format!("{closing} #{n}\n\n"));
     }
     // The summary is the agent's text, which an issue can steer: it may not ping people.
     let summary = summary.map(str::trim).filter(|s| !s.is_empty());
@@ -485,6 +486,7 @@ impl WorkPipeline {
             .await?;
 
         let body = pull_request_body(
+            forge.closing_keyword(),
             task,
             outcome.summary.as_deref(),
             &committed,
