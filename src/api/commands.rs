@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
+use axum::Json;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -16,11 +18,59 @@ use crate::github::command::{self, Command};
 use crate::repo::RepoRef;
 use crate::report::forge_sink::report_to;
 use crate::store;
+use crate::store::deliveries::{self, Claim};
 use crate::store::tasks::Enqueued;
 use crate::task::{NewTask, Source, Task, TaskStatus};
 
 /// What a webhook handler answers: status, JSON body, and the task it concerns.
 pub type Acted = (StatusCode, Value, Option<Uuid>);
+
+/// How long one delivery may take to handle (GitHub gives up after ten seconds).
+const ACT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// Acts on a webhook delivery once: a delivery id already handled is answered with what
+/// happened the first time; one that fails or runs past the deadline is released, so the
+/// forge's "redeliver" works.
+pub async fn once_per_delivery(
+    state: &AppState,
+    source: &str,
+    delivery: Option<String>,
+    act: impl std::future::Future<Output = Result<Acted, ApiError>>,
+) -> Result<Response, ApiError> {
+    if let Some(id) = &delivery
+        && let Claim::Seen(seen) = deliveries::claim(&state.pool, source, id).await?
+    {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"duplicate": true, "delivery": id, "task_id": seen.task_id, "outcome": seen.outcome})),
+        )
+            .into_response());
+    }
+    let acted = match tokio::time::timeout(ACT_DEADLINE, act).await {
+        Ok(acted) => acted,
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the forge answered too slowly to handle this delivery in time; nothing was done, redeliver it",
+        )),
+    };
+    let (status, answer, task_id) = match acted {
+        Ok(acted) => acted,
+        Err(e) => {
+            if let Some(id) = &delivery {
+                deliveries::release(&state.pool, source, id).await?;
+            }
+            return Err(e);
+        }
+    };
+    if let Some(id) = &delivery {
+        let outcome = answer
+            .as_object()
+            .and_then(|o| o.keys().next().cloned())
+            .unwrap_or_default();
+        deliveries::finish(&state.pool, source, id, task_id, &outcome).await?;
+    }
+    Ok((status, Json(answer)).into_response())
+}
 
 /// A forge as a way in for commands.
 pub struct Door {
@@ -43,6 +93,7 @@ fn thread(req: &Request) -> Thread {
     Thread {
         repo: req.repo.clone(),
         number: req.number,
+        change: req.is_pr,
     }
 }
 
@@ -86,7 +137,7 @@ pub async fn handle(state: &AppState, door: &Door, req: Request) -> Result<Acted
     }
     // Everything else changes something: only people with write access may.
     let allowed = forge
-        .can_write(&req.repo, &req.sender)
+        .can_write(&req.repo, &req.sender, req.sender_id)
         .await
         .map_err(|e| upstream(forge, e))?;
     if !allowed {

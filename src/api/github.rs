@@ -7,10 +7,9 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -21,7 +20,6 @@ use crate::github::forge::GitHubForge;
 use crate::github::signature;
 use crate::github::webhook::{self, Decision, InstallChange};
 use crate::store;
-use crate::store::deliveries::{self, Claim};
 use crate::task::Source;
 
 const SOURCE: &str = "github";
@@ -48,45 +46,9 @@ pub async fn receive(
         .to_owned();
     let delivery = header("x-github-delivery").map(str::to_owned);
     let payload: Value = super::extract::parse(&body)?;
-    if let Some(id) = &delivery
-        && let Claim::Seen(seen) = deliveries::claim(&state.pool, SOURCE, id).await?
-    {
-        return Ok((
-            StatusCode::OK,
-            Json(json!({"duplicate": true, "delivery": id, "task_id": seen.task_id, "outcome": seen.outcome})),
-        )
-            .into_response());
-    }
     let decision = webhook::decide(&event, &payload, settings);
-    // GitHub waits ten seconds for an answer; give up before that and let it be redelivered.
-    let acted = match tokio::time::timeout(ACT_DEADLINE, act(&state, &forge, decision)).await {
-        Ok(acted) => acted,
-        Err(_) => Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "GitHub answered too slowly to handle this delivery in time; nothing was done, redeliver it",
-        )),
-    };
-    let (status, answer, task_id) = match acted {
-        Ok(acted) => acted,
-        Err(e) => {
-            if let Some(id) = &delivery {
-                deliveries::release(&state.pool, SOURCE, id).await?;
-            }
-            return Err(e);
-        }
-    };
-    if let Some(id) = &delivery {
-        let outcome = answer
-            .as_object()
-            .and_then(|o| o.keys().next().cloned())
-            .unwrap_or_default();
-        deliveries::finish(&state.pool, SOURCE, id, task_id, &outcome).await?;
-    }
-    Ok((status, Json(answer)).into_response())
+    commands::once_per_delivery(&state, SOURCE, delivery, act(&state, &forge, decision)).await
 }
-
-/// How long one delivery may take to handle (GitHub gives up after ten seconds).
-const ACT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(8);
 
 async fn act(
     state: &AppState,

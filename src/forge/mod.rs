@@ -31,6 +31,9 @@ pub struct Thread {
     /// `owner/name`.
     pub repo: String,
     pub number: u64,
+    /// A pull/merge request rather than an issue (GitLab numbers them apart).
+    #[serde(default)]
+    pub change: bool,
 }
 
 /// What the 👀 reaction goes on: the comment that asked, or the issue itself (a label).
@@ -191,7 +194,7 @@ pub trait Forge: Send + Sync + 'static {
     }
 
     /// Whether `user` may start work on `repo` (write access or more).
-    async fn can_write(&self, repo: &str, _user: &str) -> Result<bool, ForgeError> {
+    async fn can_write(&self, repo: &str, _user: &str, _user_id: i64) -> Result<bool, ForgeError> {
         Err(ForgeError::Fatal(format!(
             "{} cannot check permissions on {repo}",
             self.name()

@@ -248,7 +248,7 @@ impl Forge for GitHubForge {
         Ok(())
     }
 
-    async fn can_write(&self, repo: &str, user: &str) -> Result<bool, ForgeError> {
+    async fn can_write(&self, repo: &str, user: &str, _user_id: i64) -> Result<bool, ForgeError> {
         Ok(self.gh.can_write(repo, user).await?)
     }
 }
