@@ -14,6 +14,8 @@ use crate::forge::Forge;
 use crate::forge::local::LocalForge;
 use crate::github::client::GitHub;
 use crate::github::forge::GitHubForge;
+use crate::gitlab::client::GitLab;
+use crate::gitlab::forge::GitLabForge;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::report::forge_sink::ForgeSink;
@@ -47,9 +49,17 @@ impl App {
             },
             None => None,
         };
+        let gitlab = match &config.gitlab.token {
+            Some(_) => match GitLab::new(&config.gitlab) {
+                Ok(gl) => Some(Arc::new(GitLabForge { gl })),
+                Err(e) => return Err(sqlx::Error::Configuration(e.to_string().into())),
+            },
+            None => None,
+        };
         Ok(Self {
             state: AppState {
                 github,
+                gitlab,
                 setup_states: Arc::default(),
                 pool,
                 hub,
@@ -82,8 +92,12 @@ impl App {
     /// The forges beyond the local one, as configured.
     pub fn forges(&self) -> Vec<Arc<dyn Forge>> {
         let mut forges: Vec<Arc<dyn Forge>> = Vec::new();
+        // A bare `owner/name` goes to the first forge that takes it: GitHub, then GitLab.
         if let Some(gh) = &self.state.github {
             forges.push(gh.clone());
+        }
+        if let Some(gl) = &self.state.gitlab {
+            forges.push(gl.clone());
         }
         forges
     }

@@ -68,6 +68,7 @@ pub struct Config {
     pub allow_workflow_changes: bool,
     pub max_file_bytes: u64,
     pub github: crate::github::settings::GitHubSettings,
+    pub gitlab: crate::gitlab::settings::GitLabSettings,
     /// Dollars per million tokens, for the cost shown in progress comments.
     pub llm_price_input: Option<f64>,
     pub llm_price_output: Option<f64>,
@@ -191,6 +192,7 @@ impl Config {
         Ok(Self {
             agent,
             github: crate::github::settings::GitHubSettings::from_lookup(&get)?,
+            gitlab: crate::gitlab::settings::GitLabSettings::from_lookup(&get)?,
             llm_price_input: price(&get, "MAUR_LLM_PRICE_INPUT")?,
             llm_price_output: price(&get, "MAUR_LLM_PRICE_OUTPUT")?,
             public_url: match get("MAUR_PUBLIC_URL") {
@@ -271,6 +273,7 @@ impl Config {
                 .map(|t| t.expose_secret().to_owned()),
         );
         secrets.extend(self.github.own_secrets());
+        secrets.extend(self.gitlab.own_secrets());
         if let Ok(url) = url::Url::parse(self.database_url.expose_secret())
             && let Some(pw) = url.password()
         {

@@ -6,6 +6,7 @@ pub mod app;
 pub mod config;
 pub mod forge;
 pub mod github;
+pub mod gitlab;
 pub mod hub;
 pub mod metrics;
 pub mod oneshot;

@@ -41,6 +41,23 @@ enum Command {
     /// GitHub App helpers.
     #[command(subcommand)]
     Github(GithubCommand),
+    /// GitLab helpers.
+    #[command(subcommand)]
+    Gitlab(GitlabCommand),
+}
+
+#[derive(Subcommand)]
+enum GitlabCommand {
+    /// Register (or update) a project's webhook pointing at this maur, with the events it
+    /// reads and GITLAB_WEBHOOK_SECRET, through the API with GITLAB_TOKEN.
+    Hook {
+        /// The project, e.g. group/name
+        #[arg(long)]
+        project: String,
+        /// The public base URL of this maur, e.g. https://maur.example.com
+        #[arg(long)]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -128,6 +145,9 @@ async fn main() -> ExitCode {
 async fn run(command: Command, mut config: Config) -> anyhow::Result<()> {
     let (args, api, worker) = match command {
         Command::Github(_) => unreachable!("handled before configuration"),
+        Command::Gitlab(GitlabCommand::Hook { project, url }) => {
+            return gitlab_hook(&config, &project, &url).await;
+        }
         Command::Run(args) => return run_once(args, config).await,
         Command::Migrate => {
             let pool = db::connect(&config).await?;
@@ -276,4 +296,24 @@ async fn wait_for_signal() {
     {
         let _ = ctrl_c.await;
     }
+}
+
+async fn gitlab_hook(config: &Config, project: &str, base: &str) -> anyhow::Result<()> {
+    use maur::gitlab::hook::{Registered, register};
+    let secret = config.gitlab.webhook_secrets.first().ok_or_else(|| {
+        anyhow::anyhow!("GITLAB_TOKEN and GITLAB_WEBHOOK_SECRET must be set to register a hook")
+    })?;
+    match url::Url::parse(base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => {
+            anyhow::bail!("--url: expected the public http(s) base URL of this maur, got {base:?}")
+        }
+    }
+    let gl = maur::gitlab::client::GitLab::new(&config.gitlab)?;
+    let url = format!("{}/webhooks/gitlab", base.trim_end_matches('/'));
+    match register(&gl, project, base, secret).await? {
+        Registered::Created(id) => println!("created hook {id} on {project}: {url}"),
+        Registered::Updated(id) => println!("updated hook {id} on {project}: {url}"),
+    }
+    Ok(())
 }

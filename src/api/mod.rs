@@ -8,6 +8,7 @@ mod exception;
 pub mod extract;
 mod github;
 mod github_setup;
+mod gitlab;
 mod health;
 mod tasks;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub sse_poll: Duration,
     /// The GitHub App, when configured.
     pub github: Option<Arc<crate::github::forge::GitHubForge>>,
+    /// GitLab, when configured.
+    pub gitlab: Option<Arc<crate::gitlab::forge::GitLabForge>>,
     /// `state` values of GitHub App setup flows started on this process.
     pub setup_states: Arc<github_setup::SetupStates>,
 }
@@ -75,6 +78,7 @@ pub fn router(state: AppState) -> Router {
     // Signed by GitHub, not by our bearer token.
     let github = Router::new()
         .route("/webhooks/github", post(github::receive))
+        .route("/webhooks/gitlab", post(gitlab::receive))
         .route("/github/setup", get(github_setup::setup))
         .route("/github/setup/callback", get(github_setup::callback));
     with_layers(probe_routes().merge(authed).merge(github), state)

@@ -1,6 +1,7 @@
 //! Where repositories live and pull requests open. The worker only talks to a `Forge`;
 //! GitHub, GitLab and the local forge implement it.
 
+pub mod http;
 pub mod local;
 pub mod request;
 

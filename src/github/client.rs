@@ -19,6 +19,7 @@ use tokio::sync::{Mutex, OnceCell};
 use super::jwt;
 use super::settings::GitHubSettings;
 use crate::forge::count_api_call;
+use crate::forge::http::rate_limit_wait;
 use crate::store;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -498,41 +499,9 @@ pub fn may_write(answer: &Value) -> bool {
     matches!(answer["permission"].as_str(), Some("admin" | "write"))
 }
 
-/// How long GitHub asks us to wait, if this answer is a rate limit: `Retry-After` (secondary
-/// limits), or `x-ratelimit-remaining: 0` with `x-ratelimit-reset` (primary).
-pub fn rate_limit_wait(
-    status: StatusCode,
-    headers: &reqwest::header::HeaderMap,
-    message: &str,
-    now: i64,
-) -> Option<Duration> {
-    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
-        return None;
-    }
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<i64>().ok())
-    };
-    if let Some(secs) = header("retry-after") {
-        return Some(Duration::from_secs(secs.max(1) as u64));
-    }
-    if header("x-ratelimit-remaining") == Some(0) {
-        let reset = header("x-ratelimit-reset").unwrap_or(now + 60);
-        return Some(Duration::from_secs((reset - now).max(1) as u64));
-    }
-    // A 429, or a 403 that says it is a rate limit, without headers: GitHub says to wait at
-    // least a minute.
-    let limited = status == StatusCode::TOO_MANY_REQUESTS
-        || message.to_ascii_lowercase().contains("rate limit");
-    limited.then(|| Duration::from_secs(60))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
 
     #[test]
     fn write_maintain_and_admin_may_ask() {
@@ -550,50 +519,5 @@ mod tests {
         ));
         assert!(!may_write(&json!({"permission": "none"})));
         assert!(!may_write(&json!({})));
-    }
-
-    #[test]
-    fn rate_limits_are_read_from_the_headers() {
-        let mut h = HeaderMap::new();
-        assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
-            None,
-            "a plain 403"
-        );
-        h.insert("retry-after", HeaderValue::from_static("7"));
-        assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
-            Some(Duration::from_secs(7))
-        );
-        assert_eq!(rate_limit_wait(StatusCode::BAD_REQUEST, &h, "", 100), None);
-        let mut h = HeaderMap::new();
-        h.insert("x-ratelimit-remaining", HeaderValue::from_static("0"));
-        h.insert("x-ratelimit-reset", HeaderValue::from_static("130"));
-        assert_eq!(
-            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), "", 100),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            rate_limit_wait(
-                StatusCode::FORBIDDEN,
-                &HeaderMap::new(),
-                "You have exceeded a secondary rate limit",
-                100
-            ),
-            Some(Duration::from_secs(60))
-        );
-        assert_eq!(
-            rate_limit_wait(
-                StatusCode::FORBIDDEN,
-                &HeaderMap::new(),
-                "Resource not accessible by integration",
-                100
-            ),
-            None
-        );
     }
 }

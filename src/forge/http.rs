@@ -1,0 +1,98 @@
+//! What forges' HTTP APIs have in common: how long a rate limit asks us to wait.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+/// How long the forge asks us to wait, if this answer is a rate limit: `Retry-After`, or a
+/// remaining count of 0 with its reset time (GitHub's `x-ratelimit-*`, GitLab's
+/// `RateLimit-*`), or a 429 (or a 403 that says "rate limit") without headers, where the
+/// documented advice is a minute.
+pub fn rate_limit_wait(
+    status: StatusCode,
+    headers: &HeaderMap,
+    message: &str,
+    now: i64,
+) -> Option<Duration> {
+    if status != StatusCode::FORBIDDEN && status != StatusCode::TOO_MANY_REQUESTS {
+        return None;
+    }
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<i64>().ok())
+    };
+    if let Some(secs) = header("retry-after") {
+        return Some(Duration::from_secs(secs.max(1) as u64));
+    }
+    for (remaining, reset) in [
+        ("x-ratelimit-remaining", "x-ratelimit-reset"),
+        ("ratelimit-remaining", "ratelimit-reset"),
+    ] {
+        if header(remaining) == Some(0) {
+            let reset = header(reset).unwrap_or(now + 60);
+            return Some(Duration::from_secs((reset - now).max(1) as u64));
+        }
+    }
+    let limited = status == StatusCode::TOO_MANY_REQUESTS
+        || message.to_ascii_lowercase().contains("rate limit");
+    limited.then(|| Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn rate_limits_are_read_from_the_headers() {
+        let mut h = HeaderMap::new();
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
+            None,
+            "a plain 403"
+        );
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(
+            rate_limit_wait(StatusCode::FORBIDDEN, &h, "", 100),
+            Some(Duration::from_secs(7))
+        );
+        assert_eq!(rate_limit_wait(StatusCode::BAD_REQUEST, &h, "", 100), None);
+        for (remaining, reset) in [
+            ("x-ratelimit-remaining", "x-ratelimit-reset"),
+            ("ratelimit-remaining", "ratelimit-reset"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(remaining, HeaderValue::from_static("0"));
+            h.insert(reset, HeaderValue::from_static("130"));
+            assert_eq!(
+                rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &h, "", 100),
+                Some(Duration::from_secs(30))
+            );
+        }
+        assert_eq!(
+            rate_limit_wait(StatusCode::TOO_MANY_REQUESTS, &HeaderMap::new(), "", 100),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &HeaderMap::new(),
+                "You have exceeded a secondary rate limit",
+                100
+            ),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            rate_limit_wait(
+                StatusCode::FORBIDDEN,
+                &HeaderMap::new(),
+                "Resource not accessible by integration",
+                100
+            ),
+            None
+        );
+    }
+}
