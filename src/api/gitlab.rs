@@ -91,7 +91,7 @@ async fn act(
                 source: Source::Gitlab,
                 label: state.config.gitlab.label.clone(),
             };
-            commands::handle(state, &door, req).await
+            commands::handle(state, &door, *req).await
         }
     }
 }

@@ -13,7 +13,7 @@ pub enum Decision {
     /// GitLab's "Test" button.
     Test,
     Ignore(String),
-    Command(Request),
+    Command(Box<Request>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,14 +177,14 @@ pub fn decide(event: &str, payload: &Value, command_word: &str, label: &str) -> 
             url: attrs.url.clone(),
             ..Item::default()
         };
-        return Decision::Command(base(
+        return Decision::Command(Box::new(base(
             number,
             &item,
             false,
             command::Command::Fix(String::new()),
             ReactTarget::Issue,
             None,
-        ));
+        )));
     }
     // Note Hook. Older GitLab sends no action; newer sends "create" or "update".
     if attrs.action.as_deref().is_some_and(|a| a != "create") {
@@ -206,7 +206,7 @@ pub fn decide(event: &str, payload: &Value, command_word: &str, label: &str) -> 
     match attrs.noteable_type.as_deref() {
         Some("Issue") => match p.issue.as_ref().and_then(|i| i.iid.map(|n| (n, i))) {
             Some((number, item)) => {
-                Decision::Command(base(number, item, false, command, react, None))
+                Decision::Command(Box::new(base(number, item, false, command, react, None)))
             }
             None => ignore("issue note without the issue"),
         },
@@ -227,7 +227,7 @@ pub fn decide(event: &str, payload: &Value, command_word: &str, label: &str) -> 
                         }),
                         branch: branch.clone(),
                     });
-                    Decision::Command(base(number, mr, true, command, react, head))
+                    Decision::Command(Box::new(base(number, mr, true, command, react, head)))
                 }
                 None => ignore("merge request note without the merge request"),
             }

@@ -62,19 +62,10 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.home);
-        let (workspaces, task_id, reusable) = (
-            self.workspaces.clone(),
-            std::mem::take(&mut self.task_id),
-            self.reusable.take(),
-        );
-        let work = move || match reusable {
-            Some(checkout) => workspaces.recycle(&checkout, &task_id),
-            None => workspaces.remove(&task_id),
-        };
-        // Off the async threads when there are some: resetting a large tree takes a while.
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => drop(rt.spawn_blocking(work)),
-            Err(_) => work(),
+        // Synchronous: when the pipeline returns, the checkout is parked or gone.
+        match self.reusable.take() {
+            Some(checkout) => self.workspaces.recycle(&checkout, &self.task_id),
+            None => self.workspaces.remove(&self.task_id),
         }
     }
 }
