@@ -361,10 +361,11 @@ async fn fix_task(
             .map_err(|e| upstream(forge, e))?,
     };
     if head.branch.is_empty() {
-        return Ok(Err(
-            "GitHub did not say which branch this pull request comes from, so maur cannot push to it."
-                .to_owned(),
-        ));
+        return Ok(Err(format!(
+            "{} did not say which branch this {} comes from, so maur cannot push to it.",
+            forge.display_name(),
+            request::change_word(forge.display_name())
+        )));
     }
     let same_repo = head
         .repo
@@ -372,8 +373,9 @@ async fn fix_task(
         .is_some_and(|r| r.eq_ignore_ascii_case(&req.repo));
     if !same_repo {
         return Ok(Err(format!(
-            "This pull request's branch lives in {}, and maur can only push to branches in {}. \
+            "This {}'s branch lives in {}, and maur can only push to branches in {}. \
              Ask for the fix on an issue, or push the branch here.",
+            request::change_word(forge.display_name()),
             head.repo.as_deref().unwrap_or("a deleted fork"),
             req.repo
         )));

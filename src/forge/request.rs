@@ -30,7 +30,7 @@ pub struct PrHead {
 }
 
 /// What the forge calls a change proposal.
-fn change_word(forge: &str) -> &'static str {
+pub fn change_word(forge: &str) -> &'static str {
     if forge == "GitLab" {
         "merge request"
     } else {

@@ -102,8 +102,10 @@ fn headline(task: &Task, events: &[TaskEvent]) -> String {
             task.attempts, task.max_attempts
         ),
         TaskStatus::Succeeded => match (task.outcome.as_deref(), task.pr_url.as_deref()) {
-            (Some("pr_updated"), Some(url)) => format!("✅ **Updated the pull request**: {url}"),
-            (_, Some(url)) => format!("✅ **Opened a pull request**: {url}"),
+            (Some("pr_updated"), Some(url)) => {
+                format!("✅ **Updated the {}**: {url}", change(task))
+            }
+            (_, Some(url)) => format!("✅ **Opened a {}**: {url}", change(task)),
             (Some("no_changes"), _) => "✅ **Done**: no changes were needed".to_owned(),
             (_, None) => match task.branch.as_deref() {
                 Some(branch) => format!("✅ **Done**: pushed branch `{}`", one_line(branch)),
@@ -122,6 +124,15 @@ fn headline(task: &Task, events: &[TaskEvent]) -> String {
             )
         ),
         TaskStatus::Cancelled => "🚫 **Cancelled**".to_owned(),
+    }
+}
+
+/// GitLab says merge request.
+fn change(task: &Task) -> &'static str {
+    if task.source == "gitlab" {
+        "merge request"
+    } else {
+        "pull request"
     }
 }
 

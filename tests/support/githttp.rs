@@ -33,14 +33,30 @@ struct Ctx {
 impl GitServer {
     /// Serves bare repositories under `root` to `user` with any of `tokens`.
     pub async fn start(root: PathBuf, user: &str, token: &str) -> Self {
+        Self::start_with(root, user, token, Router::new()).await
+    }
+
+    /// Like [`GitServer::start`], with `api` served beside git on the same address (GitLab
+    /// serves its API and its repositories from one host).
+    pub async fn start_with(root: PathBuf, user: &str, token: &str, api: Router) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::serve_on(listener, root, user, token, api)
+    }
+
+    pub fn serve_on(
+        listener: tokio::net::TcpListener,
+        root: PathBuf,
+        user: &str,
+        token: &str,
+        api: Router,
+    ) -> Self {
         let tokens = Arc::new(Mutex::new(vec![token.to_owned()]));
         let ctx = Ctx {
             root: root.clone(),
             tokens: Arc::clone(&tokens),
             user: user.into(),
         };
-        let app = Router::new().fallback(serve).with_state(ctx);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = api.merge(Router::new().fallback(serve).with_state(ctx));
         let base = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod fakegithub;
+pub mod fakegitlab;
 pub mod git;
 pub mod githttp;
 pub mod llm;
