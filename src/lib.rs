@@ -8,10 +8,12 @@ pub mod forge;
 pub mod github;
 pub mod gitlab;
 pub mod hub;
+pub mod linear;
 pub mod metrics;
 pub mod oneshot;
 pub mod repo;
 pub mod report;
+pub mod signing;
 pub mod store;
 pub mod task;
 pub mod telemetry;
@@ -19,10 +21,7 @@ pub mod trigger;
 pub mod worker;
 pub mod workspace;
 
-/// Lower-case hex, for digests and signatures.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use signing::hex;
 
 /// The schema, shared by `maur migrate`, start-up and every `#[sqlx::test]`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

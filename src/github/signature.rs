@@ -1,8 +1,8 @@
 //! `X-Hub-Signature-256`: HMAC-SHA256 of the raw body, checked before anything parses it.
 
-use hmac::{Hmac, Mac};
-use secrecy::{ExposeSecret, SecretString};
-use sha2::Sha256;
+use secrecy::SecretString;
+
+use crate::signing::{hmac_hex, signed_by_any, unhex};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
@@ -14,30 +14,20 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// Accepts the body if any configured secret signed it (several during a rotation). The
-/// comparison is constant-time (`Mac::verify_slice`).
+/// Accepts the body if any configured secret signed it (several during a rotation).
 pub fn verify(
     secrets: &[SecretString],
     body: &[u8],
     header: Option<&str>,
 ) -> Result<(), SignatureError> {
     let header = header.ok_or(SignatureError::Missing)?;
-    let hex = header
+    let expected = header
         .trim()
         .strip_prefix("sha256=")
+        .and_then(unhex)
+        .filter(|b| b.len() == 32)
         .ok_or(SignatureError::Malformed)?;
-    let expected = decode_hex(hex).ok_or(SignatureError::Malformed)?;
-    if expected.len() != 32 {
-        return Err(SignatureError::Malformed);
-    }
-    let ok = secrets.iter().any(|secret| {
-        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes()) else {
-            return false;
-        };
-        mac.update(body);
-        mac.verify_slice(&expected).is_ok()
-    });
-    if ok {
+    if signed_by_any(secrets, body, &expected) {
         Ok(())
     } else {
         Err(SignatureError::Mismatch)
@@ -46,20 +36,7 @@ pub fn verify(
 
 /// The header value GitHub would send for `body` signed with `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(body);
-    format!("sha256={}", crate::hex(&mac.finalize().into_bytes()))
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    format!("sha256={}", hmac_hex(secret, body))
 }
 
 #[cfg(test)]
