@@ -31,7 +31,7 @@ impl LinearSettings {
             .map(|s| SecretString::from(s.to_owned()))
             .collect();
         let api_key = get("LINEAR_API_KEY").map(|k| SecretString::from(k.trim().to_owned()));
-        if api_key.is_some() != !webhook_secrets.is_empty() {
+        if api_key.is_some() == webhook_secrets.is_empty() {
             let (var, problem) = if api_key.is_some() {
                 (
                     "LINEAR_WEBHOOK_SECRET",
