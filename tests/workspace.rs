@@ -546,3 +546,59 @@ fn a_checkout_with_a_foreign_symlink_is_never_reused() {
         "nothing written through the link"
     );
 }
+
+#[test]
+fn a_checkout_with_a_nested_git_directory_is_never_reused() {
+    let src = source_repo();
+    let data = temp("data");
+    let ws = Workspaces::new(&data);
+    let url = src.to_string_lossy().into_owned();
+    let co = ws.prepare(&url, None, "t1", None, "maur/t1").unwrap();
+    // git leaves an untracked directory holding a .git alone: it would survive a reset
+    // and configure the next task's build.
+    std::fs::create_dir_all(co.path.join(".cargo")).unwrap();
+    std::fs::write(co.path.join(".cargo/.git"), "gitdir: /nowhere\n").unwrap();
+    std::fs::write(
+        co.path.join(".cargo/config.toml"),
+        "[build]\nrustc-wrapper = \"./x\"\n",
+    )
+    .unwrap();
+    ws.recycle(&co, "t1");
+    assert_eq!(spares(&ws, &url), 0);
+    assert!(!co.path.exists());
+    let next = ws.prepare(&url, None, "t2", None, "maur/t2").unwrap();
+    assert!(!next.path.join(".cargo").exists());
+}
+
+#[test]
+fn a_git_symlink_and_a_locked_checkout_do_not_loosen_anything_outside() {
+    use std::os::unix::fs::PermissionsExt;
+    let src = source_repo();
+    let data = temp("data");
+    let outside = temp("outside");
+    std::fs::create_dir_all(outside.join("private")).unwrap();
+    std::fs::set_permissions(
+        outside.join("private"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let ws = Workspaces::new(&data);
+    let url = src.to_string_lossy().into_owned();
+    let co = ws.prepare(&url, None, "t1", None, "maur/t1").unwrap();
+    std::fs::remove_dir_all(co.path.join(".git")).unwrap();
+    std::os::unix::fs::symlink(&outside, co.path.join(".git")).unwrap();
+    std::fs::set_permissions(&co.path, std::fs::Permissions::from_mode(0o555)).unwrap();
+    ws.recycle(&co, "t1");
+    assert_eq!(spares(&ws, &url), 0);
+    assert!(!co.path.exists(), "removed");
+    let mode = std::fs::metadata(outside.join("private"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o700, "nothing outside was chmodded");
+    assert!(
+        outside.join("private").exists(),
+        "nothing outside was deleted"
+    );
+}

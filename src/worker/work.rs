@@ -59,14 +59,38 @@ struct Cleanup {
     reusable: Option<Checkout>,
 }
 
+impl Cleanup {
+    /// The normal end: parking or removing a large tree takes a while, so it runs off the
+    /// async threads, and is done when the pipeline returns.
+    async fn finish(&mut self) {
+        let (workspaces, task_id, reusable, home) = (
+            self.workspaces.clone(),
+            std::mem::take(&mut self.task_id),
+            self.reusable.take(),
+            std::mem::take(&mut self.home),
+        );
+        let work = move || {
+            let _ = std::fs::remove_dir_all(&home);
+            match reusable {
+                Some(checkout) => workspaces.recycle(&checkout, &task_id),
+                None => workspaces.remove(&task_id),
+            }
+        };
+        if let Err(e) = tokio::task::spawn_blocking(work).await {
+            tracing::warn!(error = %e, "cleaning up a checkout failed");
+        }
+    }
+}
+
+/// Cancelled (the pipeline's future dropped): remove at once, never reuse, since an agent
+/// or check process may still be exiting.
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.home);
-        // Synchronous: when the pipeline returns, the checkout is parked or gone.
-        match self.reusable.take() {
-            Some(checkout) => self.workspaces.recycle(&checkout, &self.task_id),
-            None => self.workspaces.remove(&self.task_id),
+        if self.task_id.is_empty() {
+            return;
         }
+        let _ = std::fs::remove_dir_all(&self.home);
+        self.workspaces.remove(&self.task_id);
     }
 }
 
@@ -330,7 +354,18 @@ impl Pipeline for WorkPipeline {
     async fn run(&self, task: &Task, ctx: &TaskContext) -> Result<Done, PipelineError> {
         // Every forge call of this task counts here, and the count becomes an event.
         let calls = Arc::new(AtomicU32::new(0));
-        let result = API_CALLS.scope(calls.clone(), self.steps(task, ctx)).await;
+        // Per attempt: an old attempt winding down must not share (or delete) the new one's.
+        let task_id = format!("{}-{}", task.id, task.attempts);
+        let mut cleanup = Cleanup {
+            workspaces: self.workspaces.clone(),
+            home: std::env::temp_dir().join(format!("maur-home-{task_id}")),
+            task_id,
+            reusable: None,
+        };
+        let result = API_CALLS
+            .scope(calls.clone(), self.steps(task, ctx, &mut cleanup))
+            .await;
+        cleanup.finish().await;
         let calls = calls.load(Ordering::Relaxed);
         if calls > 0
             && let Err(e) = ctx.event("api_calls", json!({"calls": calls})).await
@@ -343,7 +378,12 @@ impl Pipeline for WorkPipeline {
 }
 
 impl WorkPipeline {
-    async fn steps(&self, task: &Task, ctx: &TaskContext) -> Result<Done, PipelineError> {
+    async fn steps(
+        &self,
+        task: &Task,
+        ctx: &TaskContext,
+        cleanup: &mut Cleanup,
+    ) -> Result<Done, PipelineError> {
         let repo =
             RepoRef::parse(&task.repo_url).map_err(|e| PipelineError::Fatal(e.to_string()))?;
         let forge = self.forge_for(&repo)?;
@@ -355,15 +395,7 @@ impl WorkPipeline {
             Some(b) => (Some(b.to_owned()), b.to_owned()),
             None => (task.repo_branch.clone(), format!("maur/{}", task.id)),
         };
-        // Per attempt: an old attempt winding down must not share (or delete) the new one's.
-        let task_id = format!("{}-{}", task.id, task.attempts);
-        let home = std::env::temp_dir().join(format!("maur-home-{task_id}"));
-        let mut cleanup = Cleanup {
-            workspaces: self.workspaces.clone(),
-            task_id: task_id.clone(),
-            home: home.clone(),
-            reusable: None,
-        };
+        let (task_id, home) = (cleanup.task_id.clone(), cleanup.home.clone());
 
         ctx.event(
             "step",

@@ -306,9 +306,14 @@ impl Workspaces {
 }
 
 /// `remove_dir_all` that first restores write permission the agent may have taken away.
-fn remove_tree(path: &Path) -> std::io::Result<()> {
+/// Symlinks are removed, never followed: the agent may point one anywhere on the host.
+pub(crate) fn remove_tree(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     fn unlock(dir: &Path) {
+        // `symlink_metadata`: a link to a directory is not a directory here.
+        if !std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()) {
+            return;
+        }
         let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755));
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
@@ -317,6 +322,21 @@ fn remove_tree(path: &Path) -> std::io::Result<()> {
                 }
             }
         }
+    }
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return std::fs::remove_dir_all(path);
+    };
+    if !meta.is_dir() {
+        // A file or a symlink: unlink it (its directory may need unlocking first).
+        return match std::fs::remove_file(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                if let Some(parent) = path.parent() {
+                    unlock(parent);
+                }
+                std::fs::remove_file(path)
+            }
+            other => other,
+        };
     }
     match std::fs::remove_dir_all(path) {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {

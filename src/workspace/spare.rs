@@ -65,17 +65,23 @@ pub fn park(checkout: &Checkout) -> Result<bool, WorkspaceError> {
     if parked(&dir).len() >= MAX_SPARES {
         return Ok(false);
     }
+    // The agent's `.git` must be a plain directory (a symlink could lead anywhere).
     let agent_git = checkout.path.join(".git");
-    if agent_git.exists() {
-        remove_tree(&agent_git).map_err(|e| WorkspaceError::io("removing the agent's .git", e))?;
+    match std::fs::symlink_metadata(&agent_git) {
+        Ok(meta) if meta.is_dir() => {
+            remove_tree(&agent_git)
+                .map_err(|e| WorkspaceError::io("removing the agent's .git", e))?;
+        }
+        Ok(_) => return Ok(false),
+        Err(_) => {}
     }
     let repo = open_own(checkout)?;
     let base = repo
         .find_commit(checkout.base_commit)
         .and_then(|c| c.tree())
         .map_err(|e| WorkspaceError::git("reading the base tree", e))?;
-    if let Some(link) = foreign_symlink(&checkout.path, &base) {
-        tracing::info!(path = %link.display(), "not reusing a checkout with a symlink the base does not have");
+    if let Some(odd) = unsafe_entry(&checkout.path, &base) {
+        tracing::info!(path = %odd.display(), "not reusing a checkout: it holds a nested .git or a symlink the base does not have");
         return Ok(false);
     }
     // HEAD is what maur last committed (or the base), and the index matches the files
@@ -91,10 +97,34 @@ pub fn park(checkout: &Checkout) -> Result<bool, WorkspaceError> {
         ),
     )
     .map_err(|e| WorkspaceError::git("resetting the checkout", e))?;
+    // Whatever the reset could not undo (git leaves some untracked directories alone)
+    // must not reach the next task: only a tree identical to its base is kept. HEAD moves
+    // to the base so the status compares against it (this git dir is deleted next).
+    repo.set_head_detached(checkout.base_commit)
+        .map_err(|e| WorkspaceError::git("checking the reset checkout", e))?;
+    let mut options = git2::StatusOptions::new();
+    options
+        .include_untracked(true)
+        .include_ignored(true)
+        .recurse_untracked_dirs(true)
+        .recurse_ignored_dirs(true)
+        .exclude_submodules(false);
+    let clean = repo
+        .statuses(Some(&mut options))
+        .map_err(|e| WorkspaceError::git("checking the reset checkout", e))?
+        .is_empty();
+    if !clean {
+        tracing::info!(path = %checkout.path.display(), "not reusing a checkout the reset did not make clean");
+        return Ok(false);
+    }
 
     std::fs::create_dir_all(&dir)
         .map_err(|e| WorkspaceError::io("creating the spares directory", e))?;
-    let incoming = dir.join(format!(".incoming-{}", uuid::Uuid::new_v4().simple()));
+    let incoming = dir.join(format!(
+        ".incoming-{}-{}",
+        now(),
+        uuid::Uuid::new_v4().simple()
+    ));
     std::fs::create_dir(&incoming).map_err(|e| WorkspaceError::io("parking a checkout", e))?;
     let result = (|| {
         std::fs::write(incoming.join("base"), checkout.base_commit.to_string())?;
@@ -112,8 +142,10 @@ pub fn park(checkout: &Checkout) -> Result<bool, WorkspaceError> {
     Ok(true)
 }
 
-/// The first path under `root` that is a symlink where `base` has no symlink.
-fn foreign_symlink(root: &Path, base: &git2::Tree<'_>) -> Option<PathBuf> {
+/// The first path under `root` that makes the tree unsafe to reset and reuse: a symlink
+/// where `base` has none (a reset could write through it), or a nested `.git` (git leaves a
+/// directory holding one alone, so it would outlive the reset).
+fn unsafe_entry(root: &Path, base: &git2::Tree<'_>) -> Option<PathBuf> {
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
@@ -124,6 +156,13 @@ fn foreign_symlink(root: &Path, base: &git2::Tree<'_>) -> Option<PathBuf> {
                 continue;
             };
             let path = entry.path();
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .eq_ignore_ascii_case(".git")
+            {
+                return Some(path);
+            }
             if kind.is_symlink() {
                 let tracked = path
                     .strip_prefix(root)
@@ -146,7 +185,11 @@ pub fn claim(mirror: &Path, dest: &Path) -> Option<Spare> {
     let dir = spares_dir(mirror);
     sweep(&dir);
     for candidate in parked(&dir) {
-        let taken = dir.join(format!(".taken-{}", uuid::Uuid::new_v4().simple()));
+        let taken = dir.join(format!(
+            ".taken-{}-{}",
+            now(),
+            uuid::Uuid::new_v4().simple()
+        ));
         // Atomic: of several workers renaming the same spare, one wins.
         if std::fs::rename(&candidate, &taken).is_err() {
             continue;
@@ -203,20 +246,29 @@ pub fn reuse(
     Ok(())
 }
 
-/// Removes what a process that died mid-park or mid-claim left behind.
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Removes what a process that died mid-park or mid-claim left behind. The time is in the
+/// name (`.taken-<secs>-<id>`): a rename does not change a directory's own mtime, so an old
+/// spare claimed a moment ago must not look stale.
 fn sweep(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let old = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > STALE);
-        if (name.starts_with(".incoming-") || name.starts_with(".taken-")) && old {
+        let Some(rest) = name
+            .strip_prefix(".incoming-")
+            .or_else(|| name.strip_prefix(".taken-"))
+        else {
+            continue;
+        };
+        let started = rest.split('-').next().and_then(|t| t.parse::<u64>().ok());
+        if started.is_some_and(|t| now().saturating_sub(t) > STALE.as_secs()) {
             let _ = remove_tree(&entry.path());
         }
     }
