@@ -357,6 +357,16 @@ pub fn mask_url(raw: &str) -> String {
     }
 }
 
+/// Comma-separated secrets (several while one is rotated), blanks dropped.
+pub fn secret_list(raw: Option<String>) -> Vec<SecretString> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| SecretString::from(s.to_owned()))
+        .collect()
+}
+
 fn parse_secret_list(var: &'static str, raw: &str) -> Result<Vec<SecretString>, ConfigError> {
     let tokens: Vec<SecretString> = raw
         .split(',')

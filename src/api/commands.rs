@@ -98,8 +98,19 @@ fn thread(req: &Request) -> Thread {
 }
 
 /// One issue or pull request has at most one active task.
-pub fn dedup_key(forge: &str, repo: &str, number: u64) -> String {
-    format!("{forge}:{}#{number}", repo.to_ascii_lowercase())
+pub fn dedup_key(forge: &dyn Forge, req: &Request) -> String {
+    // GitLab numbers merge requests apart from issues (`!4` is not `#4`); GitHub does not.
+    let sign = if req.is_pr && forge.numbers_changes_apart() {
+        '!'
+    } else {
+        '#'
+    };
+    format!(
+        "{}:{}{sign}{}",
+        forge.name(),
+        req.repo.to_ascii_lowercase(),
+        req.number
+    )
 }
 
 async fn reply(forge: &dyn Forge, req: &Request, text: &str) {
@@ -122,7 +133,7 @@ pub async fn handle(state: &AppState, door: &Door, req: Request) -> Result<Acted
         reply(forge, &req, &text).await;
         return Ok((StatusCode::OK, json!({"replied": "help"}), None));
     }
-    let key = dedup_key(forge.name(), &req.repo, req.number);
+    let key = dedup_key(forge, &req);
     if req.command == Command::Status {
         let latest = store::tasks::latest_for_key(&state.pool, &key).await?;
         let text = match latest {
@@ -311,8 +322,11 @@ fn base_task(
     prompt: String,
     context: Value,
 ) -> Result<NewTask, ApiError> {
-    let repo = RepoRef::parse(&req.repo)
-        .map_err(|e| ApiError::unprocessable("repository", e.to_string()))?;
+    // As the forge spells it unambiguously: with GitHub and GitLab both configured, a bare
+    // `group/name` would mean GitHub.
+    let given = door.forge.repo_address(&req.repo);
+    let repo =
+        RepoRef::parse(&given).map_err(|e| ApiError::unprocessable("repository", e.to_string()))?;
     let title = if req.title.trim().is_empty() {
         format!("{}#{}", req.repo, req.number)
     } else {
@@ -320,10 +334,10 @@ fn base_task(
     };
     Ok(NewTask {
         source: door.source,
-        dedup_key: Some(dedup_key(door.forge.name(), &req.repo, req.number)),
+        dedup_key: Some(dedup_key(door.forge.as_ref(), req)),
         title,
         prompt,
-        repo_given: req.repo.clone(),
+        repo_given: given,
         repo,
         repo_branch: None,
         context,

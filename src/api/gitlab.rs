@@ -76,10 +76,15 @@ async fn act(
         Decision::Test => Ok((StatusCode::OK, json!({"test": "ok"}), None)),
         Decision::Ignore(why) => Ok((StatusCode::ACCEPTED, json!({"ignored": why}), None)),
         Decision::Command(req) => {
-            // maur's own notes (its progress note quoting a command, say) never count.
-            if let Ok(bot) = forge.gl.bot_user().await
-                && bot.id == req.sender_id
-            {
+            // maur's own notes (its progress note quoting a command, say) never count; if
+            // GitLab cannot say who the bot is, nothing is done (the note can be redelivered).
+            let bot = forge.gl.bot_user().await.map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    format!("could not reach GitLab: {e}"),
+                )
+            })?;
+            if bot.id == req.sender_id {
                 return Ok((
                     StatusCode::ACCEPTED,
                     json!({"ignored": "maur's own note"}),

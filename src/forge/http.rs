@@ -5,6 +5,23 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+/// maur's HTTP client for a forge's API: its user agent and bounded waits. `follow_redirects`
+/// only where the credentials travel in `Authorization` (which the client drops when a
+/// redirect leaves the host); a custom token header would follow the redirect anywhere.
+pub fn client(follow_redirects: bool) -> reqwest::Result<reqwest::Client> {
+    let redirects = if follow_redirects {
+        reqwest::redirect::Policy::default()
+    } else {
+        reqwest::redirect::Policy::none()
+    };
+    reqwest::Client::builder()
+        .user_agent(concat!("maur/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(30))
+        .redirect(redirects)
+        .build()
+}
+
 /// How long the forge asks us to wait, if this answer is a rate limit: `Retry-After`, or a
 /// remaining count of 0 with its reset time (GitHub's `x-ratelimit-*`, GitLab's
 /// `RateLimit-*`), or a 429 (or a 403 that says "rate limit") without headers, where the

@@ -111,6 +111,17 @@ pub trait Forge: Send + Sync + 'static {
         "write access"
     }
 
+    /// Whether pull/merge requests are numbered apart from issues (GitLab's `!4` and `#4`).
+    fn numbers_changes_apart(&self) -> bool {
+        false
+    }
+
+    /// How a task names `repo` (`owner/name` from a webhook) so that no other forge takes
+    /// it: GitHub keeps the slug, GitLab gives its URL.
+    fn repo_address(&self, repo: &str) -> String {
+        repo.to_owned()
+    }
+
     /// The keyword that closes an issue when the change merges (`Fixes #12`).
     fn closing_keyword(&self) -> &'static str {
         "Fixes"

@@ -31,7 +31,7 @@ pub struct PrHead {
 
 /// What the forge calls a change proposal.
 pub fn change_word(forge: &str) -> &'static str {
-    if forge == "GitLab" {
+    if forge.eq_ignore_ascii_case("gitlab") {
         "merge request"
     } else {
         "pull request"

@@ -482,13 +482,9 @@ fn token_key(installation: i64, repo: &str, scope: Scope) -> TokenKey {
     (installation, repo.to_ascii_lowercase(), scope)
 }
 
-/// The HTTP client for GitHub: maur's user agent and bounded waits.
+/// The HTTP client for GitHub (its token travels in `Authorization`).
 pub fn http_client() -> Result<reqwest::Client, GitHubError> {
-    reqwest::Client::builder()
-        .user_agent(concat!("maur/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(30))
-        .build()
+    crate::forge::http::client(true)
         .map_err(|e| GitHubError::Config(format!("building the HTTP client: {e}")))
 }
 

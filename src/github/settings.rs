@@ -95,12 +95,7 @@ impl GitHubSettings {
                         "expected the App's RSA private key in PEM format (the .pem file GitHub downloads)",
                     )
                 })?;
-                let webhook_secrets: Vec<SecretString> = secrets
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| SecretString::from(s.to_owned()))
-                    .collect();
+                let webhook_secrets = crate::config::secret_list(Some(secrets));
                 if webhook_secrets.is_empty() {
                     return Err(ConfigError::new(
                         "GITHUB_WEBHOOK_SECRET",

@@ -64,8 +64,8 @@ impl GitLab {
             .token
             .clone()
             .ok_or_else(|| GitLabError::Config("GITLAB_TOKEN is not set".into()))?;
-        let http =
-            crate::github::client::http_client().map_err(|e| GitLabError::Config(e.to_string()))?;
+        let http = crate::forge::http::client(false)
+            .map_err(|e| GitLabError::Config(format!("building the HTTP client: {e}")))?;
         Ok(Arc::new(Self {
             http,
             api: format!("{}/api/v4", settings.url),
@@ -79,6 +79,14 @@ impl GitLab {
             max_wait: Duration::from_secs(60),
             backoff: Duration::from_millis(500),
         }))
+    }
+
+    /// GitLab's host name, for noreply addresses.
+    pub fn host(&self) -> String {
+        url::Url::parse(&self.web_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "gitlab.com".into())
     }
 
     /// The bot's token, for git over HTTPS (never written anywhere).
@@ -197,12 +205,8 @@ impl GitLab {
                     GitLabError::Transient("GET /user answered without an id".into())
                 })?;
                 let username = me["username"].as_str().unwrap_or("maur").to_owned();
-                let host = url::Url::parse(&self.web_url)
-                    .ok()
-                    .and_then(|u| u.host_str().map(str::to_owned))
-                    .unwrap_or_else(|| "gitlab.com".into());
                 Ok(BotUser {
-                    email: noreply(&host, &username, id),
+                    email: noreply(&self.host(), &username, id),
                     name: me["name"].as_str().unwrap_or(&username).to_owned(),
                     username,
                     id,

@@ -93,7 +93,15 @@ impl GitLabForge {
                 None,
             )
             .await?;
-        match r.body.as_array().and_then(|list| list.first()) {
+        // maur's branches live in the project itself: a fork's MR with the same branch name
+        // is someone else's.
+        let ours = r
+            .body
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|mr| mr["source_project_id"] == mr["target_project_id"]);
+        match ours {
             Some(mr) => Ok(Some(merge_request(mr, false)?)),
             None => Ok(None),
         }
@@ -129,12 +137,16 @@ impl Forge for GitLabForge {
         "Closes"
     }
 
+    fn numbers_changes_apart(&self) -> bool {
+        true
+    }
+
+    fn repo_address(&self, repo: &str) -> String {
+        format!("{}/{repo}", self.gl.web_url)
+    }
+
     fn noreply_email(&self, login: &str, id: i64) -> String {
-        let host = url::Url::parse(&self.gl.web_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_else(|| "gitlab.com".into());
-        super::client::noreply(&host, login, id)
+        super::client::noreply(&self.gl.host(), login, id)
     }
 
     fn serves(&self, repo: &RepoRef) -> bool {
@@ -265,8 +277,9 @@ impl Forge for GitLabForge {
                 format!("{base}/notes/{id}/award_emoji")
             }
         };
+        // Once: GitLab refuses a second identical award anyway.
         self.gl
-            .call(Method::POST, &path, Some(&json!({"name": "eyes"})))
+            .call_once(Method::POST, &path, Some(&json!({"name": "eyes"})))
             .await?;
         Ok(())
     }
@@ -306,16 +319,18 @@ impl Forge for GitLabForge {
             .call(
                 Method::GET,
                 &format!(
-                    "/projects/{}/merge_requests/{number}/notes?per_page=100&sort=asc&order_by=created_at",
+                    "/projects/{}/merge_requests/{number}/notes?per_page=100&sort=desc&order_by=created_at",
                     project_id(repo)
                 ),
                 None,
             )
             .await?;
+        // Newest first from GitLab (the newest matter most in a long thread), oldest first out.
         Ok(r.body
             .as_array()
             .into_iter()
             .flatten()
+            .rev()
             .filter(|n| n["system"] != json!(true))
             .map(|n| {
                 let who = n["author"]["username"]

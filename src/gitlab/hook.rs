@@ -53,7 +53,8 @@ pub async fn register(
             Ok(Registered::Updated(id))
         }
         None => {
-            let created = gl.call(Method::POST, &hooks, Some(&body)).await?;
+            // Once: a retried create would register the hook twice.
+            let created = gl.call_once(Method::POST, &hooks, Some(&body)).await?;
             Ok(Registered::Created(
                 created.body["id"].as_i64().unwrap_or_default(),
             ))

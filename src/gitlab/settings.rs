@@ -31,13 +31,7 @@ impl GitLabSettings {
             ));
         }
         let token = get("GITLAB_TOKEN").map(|t| SecretString::from(t.trim().to_owned()));
-        let webhook_secrets: Vec<SecretString> = get("GITLAB_WEBHOOK_SECRET")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| SecretString::from(s.to_owned()))
-            .collect();
+        let webhook_secrets = crate::config::secret_list(get("GITLAB_WEBHOOK_SECRET"));
         match (&token, webhook_secrets.is_empty()) {
             (Some(_), true) => {
                 return Err(ConfigError::new(

@@ -85,8 +85,16 @@ pub fn resolve(
     if linked.is_some() {
         return linked;
     }
+    // Anyone who can write a ticket writes this line: only a forge repository, never a
+    // path or file:// URL on maur's own disk.
     if let Some(line) = repo_line().captures(ticket.description) {
-        return Some(line[1].trim_end_matches(['.', ',']).to_owned());
+        let named = line[1].trim_end_matches(['.', ',']);
+        if matches!(
+            crate::repo::RepoRef::parse(named).map(|r| r.kind),
+            Ok(crate::repo::RepoKind::Slug | crate::repo::RepoKind::Http)
+        ) {
+            return Some(named.to_owned());
+        }
     }
     if let Some(team) = ticket.team
         && let Some((_, repo)) = teams.iter().find(|(t, _)| t.eq_ignore_ascii_case(team))
@@ -152,6 +160,13 @@ mod tests {
             resolve_desc("Broken.\nrepo: acme/tools\n", &[], Some("ENG")).as_deref(),
             Some("acme/tools")
         );
+        for local in ["repo: /etc", "repo: file:///srv/git/x", "repo: ./here"] {
+            assert_eq!(
+                resolve_desc(local, &[], Some("ENG")).as_deref(),
+                Some("acme/api"),
+                "{local}"
+            );
+        }
         assert_eq!(
             resolve_desc("Broken.", &[], Some("eng")).as_deref(),
             Some("acme/api")

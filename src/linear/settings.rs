@@ -23,13 +23,7 @@ pub struct LinearSettings {
 
 impl LinearSettings {
     pub fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let webhook_secrets: Vec<SecretString> = get("LINEAR_WEBHOOK_SECRET")
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| SecretString::from(s.to_owned()))
-            .collect();
+        let webhook_secrets = crate::config::secret_list(get("LINEAR_WEBHOOK_SECRET"));
         let api_key = get("LINEAR_API_KEY").map(|k| SecretString::from(k.trim().to_owned()));
         if api_key.is_some() == webhook_secrets.is_empty() {
             let (var, problem) = if api_key.is_some() {

@@ -129,11 +129,7 @@ fn headline(task: &Task, events: &[TaskEvent]) -> String {
 
 /// GitLab says merge request.
 fn change(task: &Task) -> &'static str {
-    if task.source == "gitlab" {
-        "merge request"
-    } else {
-        "pull request"
-    }
+    crate::forge::request::change_word(&task.source)
 }
 
 /// The agent's own words about what it did (or why nothing was needed), once done.
