@@ -476,6 +476,9 @@ async fn every_recorded_example_payload_is_answered_with_a_2xx(pool: PgPool) {
         let payload: Value = serde_json::from_slice(&std::fs::read(file.path()).unwrap()).unwrap();
         let (status, body) = gl.deliver(event_of(&name), &payload).await;
         assert!(status.is_success(), "{name}: {status} {body}");
+        // Understood, not merely tolerated: a note or issue GitLab really sends must parse.
+        let why = body["ignored"].as_str().unwrap_or_default();
+        assert!(!why.contains("not understood"), "{name}: {why}");
         seen += 1;
     }
     assert_eq!(seen, 21);
@@ -502,4 +505,137 @@ async fn the_hook_command_registers_then_updates_the_projects_webhook(pool: PgPo
     assert_eq!(hooks[0]["token"], SECRET);
     assert_eq!(hooks[0]["note_events"], true);
     assert_eq!(hooks[0]["issues_events"], true);
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn an_issue_and_a_merge_request_with_the_same_number_are_apart(pool: PgPool) {
+    let gl = gl_app(pool, "sleep 30").await;
+    let (s, b) = gl
+        .deliver("Note Hook", &note("/maur fix", (7, "ann"), 4))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    gl.fake.with(|s| {
+        s.mrs.push(support::fakegitlab::Mr {
+            iid: 4,
+            project: "acme/api".into(),
+            source: "feature".into(),
+            target: "main".into(),
+            title: "Other".into(),
+            description: String::new(),
+            source_project_id: 5,
+        })
+    });
+    git(&gl.bare, &["branch", "feature", "main"]);
+    // Issue #4 is busy; merge request !4 is another thing.
+    let (s, b) = gl
+        .deliver("Note Hook", &mr_note("/maur fix", (7, "ann"), 4, 5))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    assert_eq!(gl.t.count("SELECT count(*) FROM tasks").await, 2);
+    // Cancelling on the merge request leaves the issue's task alone.
+    let (s, b) = gl
+        .deliver("Note Hook", &mr_note("/maur cancel", (7, "ann"), 4, 5))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(
+        gl.t.count("SELECT count(*) FROM tasks WHERE status = 'cancelled'")
+            .await,
+        1
+    );
+    assert_eq!(
+        gl.t.count("SELECT count(*) FROM tasks WHERE status = 'queued' AND dedup_key LIKE '%#4'")
+            .await,
+        1
+    );
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn with_github_configured_too_a_gitlab_task_stays_on_gitlab(pool: PgPool) {
+    let root = temp("gitlab-root");
+    let fake = FakeGitLab::start(root.clone(), &token()).await;
+    fake.git.publish(&source_repo(), "acme/api");
+    fake.with(|s| {
+        s.members.insert(7, 40);
+    });
+    // A GitHub App that would accept `acme/api` too (its API is never reached here).
+    let github =
+        support::fakegithub::FakeGitHub::start("http://127.0.0.1:9", Default::default()).await;
+    let data = temp("data");
+    let mut vars = fake.vars(SECRET);
+    vars.extend(github.vars("gh-secret"));
+    vars.extend([
+        ("MAUR_AGENT".into(), "command".into()),
+        ("MAUR_AGENT_COMMAND".into(), FIX.into()),
+        ("MAUR_DATA_DIR".into(), data.to_str().unwrap().into()),
+    ]);
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = TestApp::spawn_with(pool, &refs).await;
+    tokio::spawn(t.app.reporter(t.app.sinks()).run(t.shutdown.clone()));
+    let gl = Gl {
+        bare: root.join("acme/api.git"),
+        t,
+        fake,
+        data,
+    };
+    let (_, b) = gl
+        .deliver("Note Hook", &note("/maur fix", (7, "ann"), 12))
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    gl.work_one().await;
+    let task = gl.t.wait_for_status(&id, "succeeded").await;
+    assert_eq!(task["outcome"], "pr_opened", "{task:#}");
+    assert_eq!(gl.fake.with(|s| s.mrs.len()), 1);
+    assert!(
+        github.with(|s| s.calls.is_empty()),
+        "GitHub was never asked"
+    );
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn gitlab_errors_and_rate_limits_are_waited_out(pool: PgPool) {
+    let gl = gl_app(pool, FIX).await;
+    gl.fake.with(|s| {
+        s.fail_next = 1;
+        s.rate_limit_next = 1;
+        s.fault_filter = Some("/members/all/".into());
+    });
+    let (s, b) = gl
+        .deliver("Note Hook", &note("/maur fix", (7, "ann"), 30))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::ACCEPTED,
+        "after a 502 and a 429 with RateLimit-Reset: {b}"
+    );
+    let asked = gl.fake.with(|s| {
+        s.calls
+            .iter()
+            .filter(|c| c.contains("/members/all/"))
+            .count()
+    });
+    assert_eq!(asked, 3);
+    // GitLab down for good: 502, nothing recorded, a redelivery later works.
+    gl.fake.with(|s| {
+        s.fail_next = 100;
+        s.fault_filter = Some("/members/all/8".into());
+    });
+    let (s, b) = gl
+        .deliver_with(
+            "Note Hook",
+            &note("/maur fix", (8, "dev"), 31),
+            SECRET,
+            "u-31",
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    gl.fake.with(|s| s.fail_next = 0);
+    let (s, b) = gl
+        .deliver_with(
+            "Note Hook",
+            &note("/maur fix", (8, "dev"), 31),
+            SECRET,
+            "u-31",
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
 }

@@ -62,6 +62,10 @@ pub struct Recorded {
     pub members: HashMap<i64, i64>,
     pub calls: Vec<String>,
     pub unauthorized: u32,
+    /// Answer the next N calls containing `fault_filter` with 502 / with a rate limit.
+    pub fail_next: u32,
+    pub rate_limit_next: u32,
+    pub fault_filter: Option<String>,
     next_id: i64,
 }
 
@@ -168,7 +172,25 @@ fn enter<'a>(
     call: String,
 ) -> Result<std::sync::MutexGuard<'a, Recorded>, Response> {
     let mut s = st.0.lock().unwrap();
+    let faulty = s
+        .fault_filter
+        .as_ref()
+        .is_none_or(|f| call.contains(f.as_str()));
     s.calls.push(call);
+    if faulty && s.fail_next > 0 {
+        s.fail_next -= 1;
+        return Err(error(StatusCode::BAD_GATEWAY, "502 Bad Gateway"));
+    }
+    if faulty && s.rate_limit_next > 0 {
+        s.rate_limit_next -= 1;
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "Retry later");
+        let reset = chrono::Utc::now().timestamp() + 1;
+        r.headers_mut()
+            .insert("ratelimit-remaining", "0".parse().unwrap());
+        r.headers_mut()
+            .insert("ratelimit-reset", reset.to_string().parse().unwrap());
+        return Err(r);
+    }
     let ok = headers
         .get("private-token")
         .and_then(|v| v.to_str().ok())
