@@ -17,6 +17,8 @@ use crate::github::forge::GitHubForge;
 use crate::gitlab::client::GitLab;
 use crate::gitlab::forge::GitLabForge;
 use crate::hub::Hub;
+use crate::linear::client::Linear;
+use crate::linear::sink::LinearSink;
 use crate::metrics::Metrics;
 use crate::report::forge_sink::ForgeSink;
 use crate::report::render::RenderOptions;
@@ -56,10 +58,18 @@ impl App {
             },
             None => None,
         };
+        let linear = match &config.linear.api_key {
+            Some(_) => match Linear::new(&config.linear) {
+                Ok(l) => Some(l),
+                Err(e) => return Err(sqlx::Error::Configuration(e.to_string().into())),
+            },
+            None => None,
+        };
         Ok(Self {
             state: AppState {
                 github,
                 gitlab,
+                linear,
                 setup_states: Arc::default(),
                 pool,
                 hub,
@@ -102,9 +112,10 @@ impl App {
         forges
     }
 
-    /// A progress sink for every configured forge, keyed by the forge's name.
+    /// A progress sink for every configured forge (keyed by the forge's name) and Linear.
     pub fn sinks(&self) -> Sinks {
-        self.forges()
+        let mut sinks: Sinks = self
+            .forges()
             .into_iter()
             .map(|forge| {
                 let sink: Arc<dyn crate::report::ReportSink> = Arc::new(ForgeSink {
@@ -112,7 +123,16 @@ impl App {
                 });
                 (forge.name().to_owned(), sink)
             })
-            .collect()
+            .collect();
+        if let Some(linear) = &self.state.linear {
+            sinks.insert(
+                "linear".to_owned(),
+                Arc::new(LinearSink {
+                    linear: linear.clone(),
+                }),
+            );
+        }
+        sinks
     }
 
     /// The reporter for `sinks` (one per kind of place progress can be reported to).

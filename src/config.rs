@@ -69,6 +69,7 @@ pub struct Config {
     pub max_file_bytes: u64,
     pub github: crate::github::settings::GitHubSettings,
     pub gitlab: crate::gitlab::settings::GitLabSettings,
+    pub linear: crate::linear::settings::LinearSettings,
     /// Dollars per million tokens, for the cost shown in progress comments.
     pub llm_price_input: Option<f64>,
     pub llm_price_output: Option<f64>,
@@ -193,6 +194,7 @@ impl Config {
             agent,
             github: crate::github::settings::GitHubSettings::from_lookup(&get)?,
             gitlab: crate::gitlab::settings::GitLabSettings::from_lookup(&get)?,
+            linear: crate::linear::settings::LinearSettings::from_lookup(&get)?,
             llm_price_input: price(&get, "MAUR_LLM_PRICE_INPUT")?,
             llm_price_output: price(&get, "MAUR_LLM_PRICE_OUTPUT")?,
             public_url: match get("MAUR_PUBLIC_URL") {
@@ -274,6 +276,7 @@ impl Config {
         );
         secrets.extend(self.github.own_secrets());
         secrets.extend(self.gitlab.own_secrets());
+        secrets.extend(self.linear.own_secrets());
         if let Ok(url) = url::Url::parse(self.database_url.expose_secret())
             && let Some(pw) = url.password()
         {

@@ -10,6 +10,7 @@ mod github;
 mod github_setup;
 mod gitlab;
 mod health;
+mod linear;
 mod tasks;
 
 use std::sync::Arc;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub github: Option<Arc<crate::github::forge::GitHubForge>>,
     /// GitLab, when configured.
     pub gitlab: Option<Arc<crate::gitlab::forge::GitLabForge>>,
+    /// Linear, when configured.
+    pub linear: Option<Arc<crate::linear::client::Linear>>,
     /// `state` values of GitHub App setup flows started on this process.
     pub setup_states: Arc<github_setup::SetupStates>,
 }
@@ -79,6 +82,7 @@ pub fn router(state: AppState) -> Router {
     let github = Router::new()
         .route("/webhooks/github", post(github::receive))
         .route("/webhooks/gitlab", post(gitlab::receive))
+        .route("/webhooks/linear", post(linear::receive))
         .route("/github/setup", get(github_setup::setup))
         .route("/github/setup/callback", get(github_setup::callback));
     with_layers(probe_routes().merge(authed).merge(github), state)

@@ -55,7 +55,12 @@ impl Linear {
 
     /// Runs one GraphQL operation and returns its `data`. `repeatable: false` for a
     /// mutation that must not happen twice (creating a comment).
-    pub async fn run(&self, query: &str, variables: Value, repeatable: bool) -> Result<Value, LinearError> {
+    pub async fn run(
+        &self,
+        query: &str,
+        variables: Value,
+        repeatable: bool,
+    ) -> Result<Value, LinearError> {
         let body = json!({"query": query, "variables": variables});
         let mut attempt = 0;
         loop {
@@ -91,7 +96,10 @@ impl Linear {
             };
             let status = response.status();
             let answer: Value = response.json().await.unwrap_or_default();
-            let message = answer["errors"][0]["message"].as_str().unwrap_or_default().to_owned();
+            let message = answer["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let limited = status == StatusCode::TOO_MANY_REQUESTS
                 || answer["errors"][0]["extensions"]["code"] == "RATELIMITED";
             if limited || (status.is_server_error() && repeatable) {
@@ -124,7 +132,9 @@ impl Linear {
         Ok(LinearComment {
             id: comment["id"]
                 .as_str()
-                .ok_or_else(|| LinearError::Transient("commentCreate answered without an id".into()))?
+                .ok_or_else(|| {
+                    LinearError::Transient("commentCreate answered without an id".into())
+                })?
                 .to_owned(),
             url: comment["url"].as_str().unwrap_or_default().to_owned(),
         })
@@ -141,7 +151,11 @@ impl Linear {
     }
 
     /// maur's comment on the issue carrying `marker`, after a create whose answer was lost.
-    pub async fn find_comment(&self, issue_id: &str, marker: &str) -> Result<Option<LinearComment>, LinearError> {
+    pub async fn find_comment(
+        &self,
+        issue_id: &str,
+        marker: &str,
+    ) -> Result<Option<LinearComment>, LinearError> {
         let data = self
             .run(
                 "query($id: String!) { issue(id: $id) { comments(first: 100) { nodes { id url body } } } }",
@@ -163,7 +177,12 @@ impl Linear {
     }
 
     /// Links the pull request to the issue (Linear shows it under the issue).
-    pub async fn attach_link(&self, issue_id: &str, url: &str, title: &str) -> Result<(), LinearError> {
+    pub async fn attach_link(
+        &self,
+        issue_id: &str,
+        url: &str,
+        title: &str,
+    ) -> Result<(), LinearError> {
         self.run(
             "mutation($issueId: String!, $url: String!, $title: String) { attachmentLinkURL(issueId: $issueId, url: $url, title: $title) { success } }",
             json!({"issueId": issue_id, "url": url, "title": title}),

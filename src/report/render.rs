@@ -127,8 +127,15 @@ fn headline(task: &Task, events: &[TaskEvent]) -> String {
     }
 }
 
-/// GitLab says merge request.
+/// GitLab says merge request (its links say so too, whatever asked for the task).
 fn change(task: &Task) -> &'static str {
+    if task
+        .pr_url
+        .as_deref()
+        .is_some_and(|u| u.contains("/merge_requests/"))
+    {
+        return "merge request";
+    }
     crate::forge::request::change_word(&task.source)
 }
 

@@ -320,6 +320,10 @@ fn pull_request_body(
     if let Some(n) = task.context["issue_number"].as_u64() {
         body.push_str(&format!("{closing} #{n}\n\n"));
     }
+    // Linear links a pull request that names its issue.
+    if let Some(id) = task.context["linear"]["identifier"].as_str() {
+        body.push_str(&format!("Linear: {id}\n\n"));
+    }
     // The summary is the agent's text, which an issue can steer: it may not ping people.
     let summary = summary.map(str::trim).filter(|s| !s.is_empty());
     body.push_str(&summary.map_or_else(|| "Changes made by maur.".to_owned(), quiet_mentions));

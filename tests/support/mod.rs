@@ -4,6 +4,7 @@
 
 pub mod fakegithub;
 pub mod fakegitlab;
+pub mod fakelinear;
 pub mod git;
 pub mod githttp;
 pub mod llm;

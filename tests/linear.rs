@@ -1,0 +1,300 @@
+//! Linear end to end: signed, fresh webhooks through the real router, a fake Linear that
+//! demands the key, the fake GitLab as the forge, a real worker and reporter.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use maur::linear::signature::sign;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use support::TestApp;
+use support::fakegitlab::FakeGitLab;
+use support::fakelinear::FakeLinear;
+use support::git::{git, source_repo, temp};
+
+const SECRET: &str = "linear-signing-secret";
+const FIX: &str = "sed -i 's/n + 1/n/' src/lib.rs && echo 'Fixed the off-by-one in page()'";
+
+struct Ln {
+    t: TestApp,
+    linear: FakeLinear,
+    gitlab: FakeGitLab,
+    bare: PathBuf,
+    data: PathBuf,
+}
+
+fn key() -> String {
+    format!("{}_{}_{}", "lin", "api", "fake0123456789abcdefghij")
+}
+
+async fn ln_app(pool: PgPool, script: &str) -> Ln {
+    let root = temp("gitlab-root");
+    let gitlab = FakeGitLab::start(
+        root.clone(),
+        &format!("{}-{}", "glpat", "fake0123456789abcdef"),
+    )
+    .await;
+    gitlab.git.publish(&source_repo(), "acme/api");
+    let linear = FakeLinear::start(&key()).await;
+    let data = temp("data");
+    let mut vars = gitlab.vars("gitlab-hook-secret");
+    vars.extend(linear.vars(SECRET));
+    vars.extend([
+        ("MAUR_AGENT".into(), "command".into()),
+        ("MAUR_AGENT_COMMAND".into(), script.into()),
+        ("MAUR_DATA_DIR".into(), data.to_str().unwrap().into()),
+    ]);
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = TestApp::spawn_with(pool, &refs).await;
+    let config = maur::report::ReporterConfig {
+        retry_delay: Duration::from_millis(200),
+        ..t.app.reporter_config()
+    };
+    tokio::spawn(
+        t.app
+            .reporter_with(t.app.sinks(), config)
+            .run(t.shutdown.clone()),
+    );
+    Ln {
+        bare: root.join("acme/api.git"),
+        t,
+        linear,
+        gitlab,
+        data,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Ln {
+    fn issue(&self, action: &str, before: Option<Vec<&str>>, description: &str) -> Value {
+        let mut e = json!({
+            "action": action, "type": "Issue", "webhookTimestamp": now_ms(),
+            "data": {"id": "issue-uuid-7", "identifier": "ENG-7", "title": "Pager shows page 2 twice",
+                     "description": description, "url": "https://linear.app/acme/issue/ENG-7",
+                     "team": {"key": "ENG"}, "labels": [{"id": "lab-maur", "name": "maur"}]},
+        });
+        if let Some(before) = before {
+            e["updatedFrom"] = json!({"labelIds": before});
+        }
+        e
+    }
+
+    fn described(&self) -> String {
+        format!("page() is off by one; code in {}/acme/api", self.gitlab.url)
+    }
+
+    async fn deliver(&self, payload: &Value, delivery: &str) -> (StatusCode, Value) {
+        let body = serde_json::to_vec(payload).unwrap();
+        self.send(&body, Some(sign(SECRET, &body)), delivery).await
+    }
+
+    async fn send(
+        &self,
+        body: &[u8],
+        signature: Option<String>,
+        delivery: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .t
+            .client
+            .post(self.t.url("/webhooks/linear"))
+            .header("content-type", "application/json")
+            .header("linear-delivery", delivery)
+            .header("linear-event", "Issue")
+            .body(body.to_vec());
+        if let Some(sig) = signature {
+            req = req.header("linear-signature", sig);
+        }
+        support::read(req.send().await.unwrap()).await
+    }
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_labelled_issue_becomes_a_merge_request_linked_back(pool: PgPool) {
+    let ln = ln_app(pool, FIX).await;
+    let payload = ln.issue("update", Some(vec!["lab-bug"]), &ln.described());
+    let (s, b) = ln.deliver(&payload, "d-1").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    ln.linear
+        .wait_until("a progress comment", |s| {
+            s.comments.iter().any(|c| c.body().contains("Queued"))
+        })
+        .await;
+    let pipeline = ln.t.app.pipeline().unwrap();
+    ln.t.app.worker(pipeline).run_one().await.unwrap().unwrap();
+    let task = ln.t.wait_for_status(&id, "succeeded").await;
+    assert_eq!(task["outcome"], "pr_opened", "{task:#}");
+    ln.linear
+        .wait_until("the link attached", |s| !s.attachments.is_empty())
+        .await;
+    let (comments, attachments) = ln
+        .linear
+        .with(|s| (s.comments.clone(), s.attachments.clone()));
+    assert_eq!(comments.len(), 1, "one comment, edited: {comments:#?}");
+    assert!(comments[0].bodies.len() >= 2);
+    assert!(
+        comments[0].body().contains("Opened a merge request"),
+        "{}",
+        comments[0].body()
+    );
+    assert_eq!(attachments[0].0, "issue-uuid-7");
+    assert_eq!(
+        attachments[0].1,
+        "https://gitlab.example/acme/api/-/merge_requests/1"
+    );
+    let mr = ln.gitlab.with(|s| s.mrs[0].clone());
+    assert!(
+        mr.description.contains("Linear: ENG-7"),
+        "{}",
+        mr.description
+    );
+    assert_eq!(
+        git(&ln.bare, &["show", &format!("maur/{id}:src/lib.rs")]),
+        "pub fn page(n: usize) -> usize { n }"
+    );
+    assert_eq!(ln.linear.with(|s| s.unauthorized), 0);
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn unsigned_wrongly_signed_stale_and_malformed_deliveries_are_refused(pool: PgPool) {
+    let ln = ln_app(pool, FIX).await;
+    let payload = ln.issue("create", None, &ln.described());
+    let body = serde_json::to_vec(&payload).unwrap();
+    let (s, b) = ln.send(&body, None, "x1").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        b["error"].as_str().unwrap().contains("Linear-Signature"),
+        "{b}"
+    );
+    let (s, _) = ln.send(&body, Some(sign("other", &body)), "x2").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let mut stale = payload.clone();
+    stale["webhookTimestamp"] = json!(now_ms() - 5 * 60 * 1000);
+    let (s, b) = ln.deliver(&stale, "x3").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert!(
+        b["error"].as_str().unwrap().contains("webhookTimestamp"),
+        "{b}"
+    );
+    let bad = b"{nope".to_vec();
+    let (s, _) = ln.send(&bad, Some(sign(SECRET, &bad)), "x4").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let big = vec![b' '; 6 * 1024 * 1024];
+    let (s, _) = ln.send(&big, Some(sign(SECRET, &big)), "x5").await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE);
+    let (s, b) = ln
+        .deliver(
+            &json!({"type": "Project", "action": "create", "webhookTimestamp": now_ms()}),
+            "x6",
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert!(b["ignored"].is_string());
+    assert_eq!(ln.t.count("SELECT count(*) FROM tasks").await, 0);
+    assert!(ln.linear.with(|s| s.comments.is_empty()));
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn redelivery_a_label_already_there_and_a_second_label_create_nothing_new(pool: PgPool) {
+    let ln = ln_app(pool, FIX).await;
+    let payload = ln.issue("create", None, &ln.described());
+    let (s1, b1) = ln.deliver(&payload, "same").await;
+    assert_eq!(s1, StatusCode::ACCEPTED, "{b1}");
+    let (s2, b2) = ln.deliver(&payload, "same").await;
+    assert_eq!(s2, StatusCode::OK);
+    assert_eq!(b2["task_id"], b1["task_id"]);
+    let (s, b) = ln
+        .deliver(
+            &ln.issue("update", Some(vec!["lab-maur"]), "edited"),
+            "edit",
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    assert!(b["ignored"].is_string(), "{b}");
+    // Removed and added again while the first task is active: nothing new, and it says so.
+    let (s, b) = ln
+        .deliver(&ln.issue("update", Some(vec![]), &ln.described()), "again")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["task_id"], b1["task_id"]);
+    ln.linear
+        .wait_until("a note that it is already working", |s| {
+            s.comments
+                .iter()
+                .any(|c| c.body().contains("already working"))
+        })
+        .await;
+    assert_eq!(ln.t.count("SELECT count(*) FROM tasks").await, 1);
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn without_a_repository_the_issue_is_told_how_to_name_one(pool: PgPool) {
+    let ln = ln_app(pool, FIX).await;
+    let (s, b) = ln
+        .deliver(&ln.issue("create", None, "no link here"), "n1")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let comments = ln.linear.with(|s| s.comments.clone());
+    assert_eq!(comments.len(), 1);
+    assert!(
+        comments[0].body().contains("repo: owner/name"),
+        "{}",
+        comments[0].body()
+    );
+    assert_eq!(ln.t.count("SELECT count(*) FROM tasks").await, 0);
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn the_linear_key_appears_nowhere(pool: PgPool) {
+    let (writer, logs) = support::LogCapture::new();
+    let _guard = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(writer)
+            .with_max_level(tracing::Level::DEBUG)
+            .finish(),
+    );
+    let ln = ln_app(pool, &format!("env > agent-env.txt; {FIX}")).await;
+    let (_, b) = ln
+        .deliver(&ln.issue("create", None, &ln.described()), "k1")
+        .await;
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    let pipeline = ln.t.app.pipeline().unwrap();
+    ln.t.app.worker(pipeline).run_one().await.unwrap().unwrap();
+    let task = ln.t.wait_for_status(&id, "succeeded").await;
+    ln.linear
+        .wait_until("the link attached", |s| !s.attachments.is_empty())
+        .await;
+    let key = key();
+    let mut places = vec![
+        ("the task".to_owned(), task.to_string()),
+        (
+            "the agent's environment".to_owned(),
+            git(&ln.bare, &["show", &format!("maur/{id}:agent-env.txt")]),
+        ),
+        ("the logs".to_owned(), logs.text()),
+    ];
+    assert!(places[1].1.contains("PATH="));
+    for table in ["tasks", "task_events", "task_reports", "webhook_deliveries"] {
+        let dump: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(row_to_json(x)::text, '\n') FROM {table} x"
+        ))
+        .fetch_one(&ln.t.pool)
+        .await
+        .unwrap();
+        places.push((table.to_owned(), dump.unwrap_or_default()));
+    }
+    for c in ln.linear.with(|s| s.comments.clone()) {
+        places.push((format!("comment {}", c.id), c.bodies.join("\n")));
+    }
+    let _ = &ln.data;
+    for (place, text) in &places {
+        assert!(!text.contains(&key), "the Linear key is in {place}");
+    }
+}
