@@ -298,3 +298,104 @@ async fn the_linear_key_appears_nowhere(pool: PgPool) {
         assert!(!text.contains(&key), "the Linear key is in {place}");
     }
 }
+
+impl Ln {
+    fn session(&self, action: &str, message: Option<&str>) -> Value {
+        let mut e = json!({
+            "type": "AgentSessionEvent", "action": action, "webhookTimestamp": now_ms(),
+            "agentSession": {"id": "session-1", "issue": {"id": "issue-uuid-9", "identifier": "ENG-9",
+                "title": "Pager shows page 2 twice", "description": "page() is off by one", "team": {"key": "ENG"}}},
+            "promptContext": format!("<issue identifier=\"ENG-9\">Pager shows page 2 twice</issue>\nCode: {}/acme/api", self.gitlab.url),
+        });
+        if let Some(m) = message {
+            e["agentActivity"] = json!({"content": {"type": "prompt", "body": m}});
+        }
+        e
+    }
+
+    fn activities(&self) -> Vec<Value> {
+        self.linear
+            .with(|s| s.activities.iter().map(|(_, c, _)| c.clone()).collect())
+    }
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn an_agent_session_is_acknowledged_before_any_worker_and_answered_with_the_link(
+    pool: PgPool,
+) {
+    let ln = ln_app(
+        pool,
+        "echo \"line $(date +%s%N)\" >> NOTES.md && echo 'Noted'",
+    )
+    .await;
+    let (s, b) = ln.deliver(&ln.session("created", None), "s1").await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let id = b["task_id"].as_str().unwrap().to_owned();
+    // No worker runs yet (its only slot is busy, say): the thought comes from the reporter.
+    ln.linear
+        .wait_until("a thought", |s| {
+            s.activities.iter().any(|(_, c, _)| c["type"] == "thought")
+        })
+        .await;
+    assert_eq!(ln.t.task(&id).await["status"], "queued");
+    let pipeline = ln.t.app.pipeline().unwrap();
+    ln.t.app.worker(pipeline).run_one().await.unwrap().unwrap();
+    ln.t.wait_for_status(&id, "succeeded").await;
+    ln.linear
+        .wait_until("a response", |s| {
+            s.activities.iter().any(|(_, c, _)| c["type"] == "response")
+        })
+        .await;
+    let acts = ln.activities();
+    let kinds: Vec<&str> = acts.iter().map(|a| a["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"thought"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"response"), "{kinds:?}");
+    assert!(
+        kinds.iter().filter(|k| **k == "action").count() >= 3,
+        "a step each: {acts:#?}"
+    );
+    let response = acts.last().unwrap()["body"].as_str().unwrap().to_owned();
+    assert!(
+        response.contains("https://gitlab.example/acme/api/-/merge_requests/1"),
+        "{response}"
+    );
+    assert!(
+        ln.linear.with(|s| s.comments.is_empty()),
+        "sessions answer in activities, not comments"
+    );
+
+    // A follow-up in the session continues the same branch.
+    let (s, b) = ln
+        .deliver(
+            &ln.session("prompted", Some("also keep the doc comment")),
+            "s2",
+        )
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let second = b["task_id"].as_str().unwrap().to_owned();
+    let pipeline = ln.t.app.pipeline().unwrap();
+    ln.t.app.worker(pipeline).run_one().await.unwrap().unwrap();
+    let task = ln.t.wait_for_status(&second, "succeeded").await;
+    assert_eq!(task["branch"], format!("maur/{id}"), "{task:#}");
+    assert_eq!(task["outcome"], "pr_updated", "{task:#}");
+    assert_eq!(ln.gitlab.with(|s| s.mrs.len()), 1, "the same merge request");
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn an_agent_session_without_a_repository_gets_an_error_activity(pool: PgPool) {
+    let ln = ln_app(pool, FIX).await;
+    let mut e = ln.session("created", None);
+    e["promptContext"] = json!("no links at all");
+    let (s, b) = ln.deliver(&e, "s3").await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let acts = ln.activities();
+    assert_eq!(acts.len(), 1);
+    assert_eq!(acts[0]["type"], "error");
+    assert!(
+        acts[0]["body"]
+            .as_str()
+            .unwrap()
+            .contains("repo: owner/name")
+    );
+    assert_eq!(ln.t.count("SELECT count(*) FROM tasks").await, 0);
+}

@@ -30,6 +30,7 @@ impl ReportSink for Recorder {
     async fn publish(
         &self,
         _task: &Task,
+        _events: &[maur::task::TaskEvent],
         _report_to: &Value,
         state: &mut Value,
         body: &str,

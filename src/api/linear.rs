@@ -17,7 +17,7 @@ use crate::linear::client::Linear;
 use crate::linear::repo::{self, Hosts, Ticket as RepoTicket};
 use crate::linear::signature;
 use crate::linear::sink::report_to;
-use crate::linear::webhook::{self, Decision, Ticket};
+use crate::linear::webhook::{self, Decision, Session, Ticket};
 use crate::repo::RepoRef;
 use crate::store::tasks::Enqueued;
 use crate::task::{NewTask, Source};
@@ -57,42 +57,19 @@ async fn act(state: &AppState, linear: &Linear, decision: Decision) -> Result<Ac
     let ticket = match decision {
         Decision::Ignore(why) => return Ok((StatusCode::ACCEPTED, json!({"ignored": why}), None)),
         Decision::Start(ticket) => ticket,
+        Decision::Agent(session) => return agent(state, linear, session).await,
     };
-    let config = &state.config;
-    let hosts = Hosts {
-        github: config
-            .github
-            .app
-            .as_ref()
-            .map(|_| config.github.web_url.as_str()),
-        gitlab: config
-            .gitlab
-            .token
-            .as_ref()
-            .map(|_| config.gitlab.url.as_str()),
-    };
-    let default = config.default_repo.as_ref().map(|r| r.url.as_str());
-    let named = repo::resolve(
-        &RepoTicket {
-            description: &ticket.description,
-            attachments: &[],
-            team: ticket.team.as_deref(),
-        },
-        &hosts,
-        &config.linear.repos,
-        default,
-    );
-    let Some(named) = named else {
+    let Some(named) = resolve(state, &ticket, "") else {
         linear
             .comment(
                 &ticket.issue_id,
-                &webhook::no_repository(&config.linear.label),
+                &webhook::no_repository(&state.config.linear.label),
             )
             .await
             .map_err(upstream)?;
         return Ok((StatusCode::OK, json!({"replied": "no repository"}), None));
     };
-    let task = new_task(state, &ticket, &named)?;
+    let task = new_task(state, &ticket, &named, webhook::prompt(&ticket), None)?;
     match crate::store::tasks::enqueue(&state.pool, &task).await? {
         Enqueued::Created(id) => {
             state.hub.announce_queued();
@@ -120,7 +97,131 @@ async fn act(state: &AppState, linear: &Linear, decision: Decision) -> Result<Ac
     }
 }
 
-fn new_task(state: &AppState, ticket: &Ticket, named: &str) -> Result<NewTask, ApiError> {
+/// The repository a ticket means (its description and, for a session, Linear's context).
+fn resolve(state: &AppState, ticket: &Ticket, more: &str) -> Option<String> {
+    let config = &state.config;
+    let hosts = Hosts {
+        github: config
+            .github
+            .app
+            .as_ref()
+            .map(|_| config.github.web_url.as_str()),
+        gitlab: config
+            .gitlab
+            .token
+            .as_ref()
+            .map(|_| config.gitlab.url.as_str()),
+    };
+    let default = config.default_repo.as_ref().map(|r| r.url.as_str());
+    let text = format!("{}\n{more}", ticket.description);
+    repo::resolve(
+        &RepoTicket {
+            description: &text,
+            attachments: &[],
+            team: ticket.team.as_deref(),
+        },
+        &hosts,
+        &config.linear.repos,
+        default,
+    )
+}
+
+/// maur as a Linear agent: a new session starts a task, a follow-up message continues the
+/// last one's branch. Progress goes back as activities (see `LinearSink`).
+async fn agent(state: &AppState, linear: &Linear, session: Session) -> Result<Acted, ApiError> {
+    let say = |kind: &'static str, body: String| {
+        let sid = session.session_id.clone();
+        async move {
+            linear
+                .activity(&sid, json!({"type": kind, "body": body}))
+                .await
+                .map_err(upstream)
+        }
+    };
+    let Some(named) = resolve(state, &session.ticket, &session.context) else {
+        say("error", webhook::no_repository(&state.config.linear.label)).await?;
+        return Ok((StatusCode::OK, json!({"replied": "no repository"}), None));
+    };
+    let key = format!("linear:{}", session.ticket.issue_id);
+    let mut task = new_task(
+        state,
+        &session.ticket,
+        &named,
+        webhook::session_prompt(&session),
+        Some(&session.session_id),
+    )?;
+    if let Some(message) = &session.follow_up {
+        let last = crate::store::tasks::latest_for_key(&state.pool, &key).await?;
+        if let Some(last) = &last
+            && !last.status().is_terminal()
+        {
+            say(
+                "response",
+                format!(
+                    "Still working on task `{}`; ask again when it is done.",
+                    last.id
+                ),
+            )
+            .await?;
+            return Ok((
+                StatusCode::OK,
+                json!({"duplicate": true, "task_id": last.id}),
+                Some(last.id),
+            ));
+        }
+        // Continue where the last task left off: its branch, its prompt, and the new words.
+        if let Some(last) = last.filter(|l| l.branch.is_some()) {
+            task.prompt = format!(
+                "{}\n\nFollow-up request: {message}\n",
+                last.prompt.trim_end()
+            );
+            task.context["work_branch"] = json!(last.branch);
+        } else {
+            task.prompt = format!(
+                "{}\n\nFollow-up request: {message}\n",
+                task.prompt.trim_end()
+            );
+        }
+    }
+    match crate::store::tasks::enqueue(&state.pool, &task).await? {
+        Enqueued::Created(id) => {
+            state.hub.announce_queued();
+            tracing::info!(task = %id, session = %session.session_id, repo = %named, "Linear agent task queued");
+            if let Some(public) = &state.config.public_url
+                && let Err(e) = linear
+                    .session_url(&session.session_id, &format!("{public}/tasks/{id}"))
+                    .await
+            {
+                tracing::warn!(error = %e, "could not set the session's external URL");
+            }
+            Ok((
+                StatusCode::ACCEPTED,
+                json!({"task_id": id, "status": "queued"}),
+                Some(id),
+            ))
+        }
+        Enqueued::Duplicate(active) => {
+            say(
+                "response",
+                format!("Already working on this issue (task `{active}`)."),
+            )
+            .await?;
+            Ok((
+                StatusCode::OK,
+                json!({"duplicate": true, "task_id": active}),
+                Some(active),
+            ))
+        }
+    }
+}
+
+fn new_task(
+    state: &AppState,
+    ticket: &Ticket,
+    named: &str,
+    prompt: String,
+    session: Option<&str>,
+) -> Result<NewTask, ApiError> {
     let repo = RepoRef::parse(named).map_err(|e| {
         ApiError::unprocessable("repository", format!("{e} (the issue names {named:?})"))
     })?;
@@ -133,12 +234,12 @@ fn new_task(state: &AppState, ticket: &Ticket, named: &str) -> Result<NewTask, A
         source: Source::Linear,
         dedup_key: Some(format!("linear:{}", ticket.issue_id)),
         title,
-        prompt: webhook::prompt(ticket),
+        prompt,
         repo_given: named.to_owned(),
         repo,
         repo_branch: None,
-        context: json!({"linear": {"issue_id": ticket.issue_id, "identifier": ticket.identifier, "url": ticket.url}}),
+        context: json!({"linear": {"issue_id": ticket.issue_id, "identifier": ticket.identifier, "url": ticket.url, "session_id": session}}),
         max_attempts: state.config.max_attempts,
-        report_to: Some(report_to(&ticket.issue_id)),
+        report_to: Some(report_to(&ticket.issue_id, session)),
     })
 }

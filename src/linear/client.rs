@@ -176,6 +176,29 @@ impl Linear {
             }))
     }
 
+    /// An activity in an agent session (`thought`, `action`, `response`, `error`): never
+    /// sent twice, so a lost answer is not repeated.
+    pub async fn activity(&self, session_id: &str, content: Value) -> Result<(), LinearError> {
+        self.run(
+            "mutation($input: AgentActivityCreateInput!) { agentActivityCreate(input: $input) { success } }",
+            json!({"input": {"agentSessionId": session_id, "content": content}}),
+            false,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Where people can follow the session outside Linear (the task's page).
+    pub async fn session_url(&self, session_id: &str, url: &str) -> Result<(), LinearError> {
+        self.run(
+            "mutation($id: String!, $input: AgentSessionUpdateInput!) { agentSessionUpdate(id: $id, input: $input) { success } }",
+            json!({"id": session_id, "input": {"externalUrls": [{"label": "maur task", "url": url}]}}),
+            true,
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Links the pull request to the issue (Linear shows it under the issue).
     pub async fn attach_link(
         &self,

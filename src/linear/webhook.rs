@@ -8,6 +8,19 @@ use serde_json::Value;
 pub enum Decision {
     Ignore(String),
     Start(Ticket),
+    /// maur as a Linear agent: a session started (mentioned or delegated an issue), or a
+    /// follow-up message in it.
+    Agent(Session),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Session {
+    pub session_id: String,
+    pub ticket: Ticket,
+    /// Linear's own summary of what is asked (the issue, the mention, the thread).
+    pub context: String,
+    /// `prompted`: what the person wrote in the session.
+    pub follow_up: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -74,6 +87,9 @@ pub fn decide(payload: &Value, label: &str) -> Decision {
         Err(e) => return ignore(format!("payload not understood: {e}")),
     };
     let kind = p.kind.as_deref().unwrap_or_default();
+    if kind == "AgentSessionEvent" {
+        return agent(payload, p.action.as_deref().unwrap_or_default());
+    }
     if kind != "Issue" {
         return ignore(format!("maur does not act on {kind:?} events"));
     }
@@ -114,6 +130,88 @@ pub fn decide(payload: &Value, label: &str) -> Decision {
         url: issue.url.unwrap_or_default(),
         team: issue.team.and_then(|t| t.key),
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AgentPayload {
+    #[serde(rename = "agentSession")]
+    session: Option<AgentSession>,
+    #[serde(rename = "promptContext")]
+    prompt_context: Option<String>,
+    #[serde(rename = "agentActivity")]
+    activity: Option<Activity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct AgentSession {
+    id: Option<String>,
+    issue: Option<Issue>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct Activity {
+    content: Option<ActivityContent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct ActivityContent {
+    body: Option<String>,
+}
+
+fn agent(payload: &Value, action: &str) -> Decision {
+    let p: AgentPayload = match AgentPayload::deserialize(payload) {
+        Ok(p) => p,
+        Err(e) => return ignore(format!("agent session payload not understood: {e}")),
+    };
+    let Some(session) = p.session else {
+        return ignore("an agent session event without its session");
+    };
+    let (Some(session_id), Some(issue)) = (session.id, session.issue) else {
+        return ignore("an agent session without an id or an issue");
+    };
+    let Some(issue_id) = issue.id else {
+        return ignore("an agent session on an issue without an id");
+    };
+    let follow_up = match action {
+        "created" => None,
+        "prompted" => Some(
+            p.activity
+                .and_then(|a| a.content)
+                .and_then(|c| c.body)
+                .unwrap_or_default(),
+        ),
+        other => return ignore(format!("agent session {other:?} needs no action")),
+    };
+    Decision::Agent(Session {
+        session_id,
+        ticket: Ticket {
+            identifier: issue.identifier.unwrap_or_else(|| issue_id.clone()),
+            issue_id,
+            title: issue.title.unwrap_or_default(),
+            description: issue.description.unwrap_or_default(),
+            url: issue.url.unwrap_or_default(),
+            team: issue.team.and_then(|t| t.key),
+        },
+        context: p.prompt_context.unwrap_or_default(),
+        follow_up,
+    })
+}
+
+/// The agent's task for a session: Linear's context when it gives one, else the issue.
+pub fn session_prompt(session: &Session) -> String {
+    if session.context.trim().is_empty() {
+        prompt(&session.ticket)
+    } else {
+        format!(
+            "Resolve Linear issue {} as asked below.\n\n{}\n",
+            session.ticket.identifier,
+            session.context.trim()
+        )
+    }
 }
 
 /// The agent's task for a Linear issue.

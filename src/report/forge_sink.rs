@@ -31,6 +31,7 @@ impl ReportSink for ForgeSink {
     async fn publish(
         &self,
         task: &Task,
+        _events: &[crate::task::TaskEvent],
         report_to: &Value,
         state: &mut Value,
         body: &str,

@@ -26,7 +26,7 @@ use uuid::Uuid;
 use crate::forge::API_CALLS;
 use crate::hub::{Hub, Note};
 use crate::store::{self, StoreError};
-use crate::task::Task;
+use crate::task::{Task, TaskEvent};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
@@ -47,6 +47,7 @@ pub trait ReportSink: Send + Sync + 'static {
     async fn publish(
         &self,
         task: &Task,
+        events: &[TaskEvent],
         report_to: &serde_json::Value,
         state: &mut serde_json::Value,
         body: &str,
@@ -211,7 +212,7 @@ impl Reporter {
         let result = API_CALLS
             .scope(
                 calls.clone(),
-                sink.publish(&task, &report.report_to, &mut state, &body),
+                sink.publish(&task, &events, &report.report_to, &mut state, &body),
             )
             .await;
         let calls = u64::from(calls.load(Ordering::Relaxed));

@@ -32,6 +32,10 @@ pub struct Recorded {
     pub attachments: Vec<(String, String, String)>,
     pub calls: Vec<String>,
     pub unauthorized: u32,
+    /// Agent session activities: (session id, content, when).
+    pub activities: Vec<(String, Value, std::time::Instant)>,
+    /// (session id, external URL)
+    pub session_urls: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -145,6 +149,26 @@ async fn graphql(
                 return Json(json!({"errors": [{"message": "Entity not found"}]})).into_response();
             }
         }
+    } else if query.contains("agentActivityCreate") {
+        let input = &vars["input"];
+        s.activities.push((
+            input["agentSessionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+            input["content"].clone(),
+            std::time::Instant::now(),
+        ));
+        json!({"agentActivityCreate": {"success": true}})
+    } else if query.contains("agentSessionUpdate") {
+        s.session_urls.push((
+            vars["id"].as_str().unwrap_or_default().to_owned(),
+            vars["input"]["externalUrls"][0]["url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+        json!({"agentSessionUpdate": {"success": true}})
     } else if query.contains("attachmentLinkURL") {
         s.attachments.push((
             vars["issueId"].as_str().unwrap_or_default().to_owned(),
