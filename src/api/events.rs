@@ -45,11 +45,16 @@ async fn pump(
 ) {
     loop {
         match events::since(&state.pool, task_id, after).await {
-            Ok(batch) => {
+            Ok(mut batch) => {
                 // Nothing new and the task is over: the client has seen the end already (or
-                // resumed from an id past it).
+                // resumed from an id past it), unless it ended between the two reads. The end
+                // and its event are one statement, so reading once more after seeing the end
+                // finds the event.
                 if batch.is_empty() && task_has_ended(&state, task_id).await {
-                    return;
+                    match events::since(&state.pool, task_id, after).await {
+                        Ok(tail) if !tail.is_empty() => batch = tail,
+                        _ => return,
+                    }
                 }
                 for event in &batch {
                     after = event.seq;

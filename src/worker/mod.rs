@@ -132,13 +132,19 @@ impl Worker {
         let mut running = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
+            // Shutdown first: `select!` picks among ready branches at random, and a free slot
+            // must not win over a stop that has already been asked for.
             let permit = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
                 p = Arc::clone(&slots).acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => break,
                 },
-                _ = shutdown.cancelled() => break,
             };
+            if shutdown.is_cancelled() {
+                break;
+            }
             match queue::claim(&self.pool, &self.config.id, self.config.lease).await {
                 Ok(Some(claimed)) => {
                     let me = Arc::clone(&self);
