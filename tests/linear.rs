@@ -46,6 +46,7 @@ async fn ln_app(pool: PgPool, script: &str) -> Ln {
         ("MAUR_AGENT".into(), "command".into()),
         ("MAUR_AGENT_COMMAND".into(), script.into()),
         ("MAUR_DATA_DIR".into(), data.to_str().unwrap().into()),
+        ("MAUR_PUBLIC_URL".into(), "https://maur.acme.dev".into()),
     ]);
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let t = TestApp::spawn_with(pool, &refs).await;
@@ -362,6 +363,14 @@ async fn an_agent_session_is_acknowledged_before_any_worker_and_answered_with_th
     assert!(
         ln.linear.with(|s| s.comments.is_empty()),
         "sessions answer in activities, not comments"
+    );
+    assert_eq!(
+        ln.linear.with(|s| s.session_urls.clone()),
+        vec![(
+            "session-1".to_owned(),
+            format!("https://maur.acme.dev/tasks/{id}")
+        )],
+        "the session links to the task"
     );
 
     // A follow-up in the session continues the same branch.
