@@ -639,3 +639,29 @@ async fn gitlab_errors_and_rate_limits_are_waited_out(pool: PgPool) {
         .await;
     assert_eq!(s, StatusCode::ACCEPTED, "{b}");
 }
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_wrong_gitlab_token_is_refused_by_gitlab_and_nothing_starts(pool: PgPool) {
+    let fake = FakeGitLab::start(temp("gitlab-root"), &token()).await;
+    fake.with(|s| {
+        s.members.insert(7, 40);
+    });
+    let mut vars = fake.vars(SECRET);
+    vars.retain(|(k, _)| k != "GITLAB_TOKEN");
+    vars.push(("GITLAB_TOKEN".into(), "not-the-token".into()));
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = TestApp::spawn_with(pool, &refs).await;
+    let resp = t
+        .client
+        .post(t.url("/webhooks/gitlab"))
+        .header("x-gitlab-event", "Note Hook")
+        .header("x-gitlab-token", SECRET)
+        .json(&note("/maur fix", (7, "ann"), 1))
+        .send()
+        .await
+        .unwrap();
+    let (s, b) = support::read(resp).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert!(fake.with(|s| s.unauthorized) >= 1);
+    assert_eq!(t.count("SELECT count(*) FROM tasks").await, 0);
+}

@@ -408,3 +408,52 @@ async fn an_agent_session_without_a_repository_gets_an_error_activity(pool: PgPo
     );
     assert_eq!(ln.t.count("SELECT count(*) FROM tasks").await, 0);
 }
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_link_attached_to_the_issue_names_the_repository(pool: PgPool) {
+    let ln = ln_app(pool, FIX).await;
+    let mr = format!("{}/acme/api/-/merge_requests/77", ln.gitlab.url);
+    ln.linear
+        .with(|s| s.attached_before.push(("issue-uuid-7".into(), mr)));
+    // The description names nothing; the attachment does.
+    let (s, b) = ln
+        .deliver(&ln.issue("create", None, "nothing here"), "a1")
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+    let task = ln.t.task(b["task_id"].as_str().unwrap()).await;
+    assert_eq!(task["repo"], format!("{}/acme/api", ln.gitlab.url));
+}
+
+#[sqlx::test(migrator = "maur::MIGRATOR")]
+async fn a_wrong_linear_key_is_refused_by_linear_and_nothing_is_recorded(pool: PgPool) {
+    let linear = FakeLinear::start(&key()).await;
+    let mut vars = linear.vars(SECRET);
+    vars.retain(|(k, _)| k != "LINEAR_API_KEY");
+    vars.push(("LINEAR_API_KEY".into(), "not-the-key".into()));
+    let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let t = TestApp::spawn_with(pool, &refs).await;
+    let payload = json!({
+        "action": "create", "type": "Issue", "webhookTimestamp": now_ms(),
+        "data": {"id": "i1", "identifier": "ENG-1", "title": "T", "description": "no repo",
+                 "labels": [{"id": "l", "name": "maur"}]},
+    });
+    let body = serde_json::to_vec(&payload).unwrap();
+    let resp = t
+        .client
+        .post(t.url("/webhooks/linear"))
+        .header("linear-signature", sign(SECRET, &body))
+        .header("linear-delivery", "w1")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let (s, b) = support::read(resp).await;
+    assert_eq!(s, StatusCode::BAD_GATEWAY, "{b}");
+    assert!(linear.with(|s| s.unauthorized) >= 1);
+    assert!(linear.with(|s| s.comments.is_empty()));
+    assert_eq!(
+        t.count("SELECT count(*) FROM webhook_deliveries").await,
+        0,
+        "released for a redelivery"
+    );
+}

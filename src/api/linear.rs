@@ -59,7 +59,15 @@ async fn act(state: &AppState, linear: &Linear, decision: Decision) -> Result<Ac
         Decision::Start(ticket) => ticket,
         Decision::Agent(session) => return agent(state, linear, session).await,
     };
-    let Some(named) = resolve(state, &ticket, "") else {
+    // Links attached to the issue come first; without them, the description decides.
+    let attachments = linear
+        .attachments(&ticket.issue_id)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read the issue's attachments");
+            Vec::new()
+        });
+    let Some(named) = resolve(state, &ticket, "", &attachments) else {
         linear
             .comment(
                 &ticket.issue_id,
@@ -98,7 +106,12 @@ async fn act(state: &AppState, linear: &Linear, decision: Decision) -> Result<Ac
 }
 
 /// The repository a ticket means (its description and, for a session, Linear's context).
-fn resolve(state: &AppState, ticket: &Ticket, more: &str) -> Option<String> {
+fn resolve(
+    state: &AppState,
+    ticket: &Ticket,
+    more: &str,
+    attachments: &[String],
+) -> Option<String> {
     let config = &state.config;
     let hosts = Hosts {
         github: config
@@ -117,7 +130,7 @@ fn resolve(state: &AppState, ticket: &Ticket, more: &str) -> Option<String> {
     repo::resolve(
         &RepoTicket {
             description: &text,
-            attachments: &[],
+            attachments,
             team: ticket.team.as_deref(),
         },
         &hosts,
@@ -138,7 +151,7 @@ async fn agent(state: &AppState, linear: &Linear, session: Session) -> Result<Ac
                 .map_err(upstream)
         }
     };
-    let Some(named) = resolve(state, &session.ticket, &session.context) else {
+    let Some(named) = resolve(state, &session.ticket, &session.context, &[]) else {
         say("error", webhook::no_repository(&state.config.linear.label)).await?;
         return Ok((StatusCode::OK, json!({"replied": "no repository"}), None));
     };

@@ -199,6 +199,23 @@ impl Linear {
         Ok(())
     }
 
+    /// The URLs attached to an issue (linked pull requests, repositories, anything).
+    pub async fn attachments(&self, issue_id: &str) -> Result<Vec<String>, LinearError> {
+        let data = self
+            .run(
+                "query($id: String!) { issue(id: $id) { attachments(first: 50) { nodes { url } } } }",
+                json!({"id": issue_id}),
+                true,
+            )
+            .await?;
+        Ok(data["issue"]["attachments"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a["url"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// Links the pull request to the issue (Linear shows it under the issue).
     pub async fn attach_link(
         &self,

@@ -36,6 +36,8 @@ pub struct Recorded {
     pub activities: Vec<(String, Value, std::time::Instant)>,
     /// (session id, external URL)
     pub session_urls: Vec<(String, String)>,
+    /// URLs attached to issues: (issue id, url).
+    pub attached_before: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -184,7 +186,13 @@ async fn graphql(
             .filter(|c| c.issue_id == id)
             .map(|c| json!({"id": c.id, "url": "", "body": c.body()}))
             .collect();
-        json!({"issue": {"comments": {"nodes": nodes}}})
+        let attached: Vec<Value> = s
+            .attached_before
+            .iter()
+            .filter(|(i, _)| i == id)
+            .map(|(_, url)| json!({"url": url}))
+            .collect();
+        json!({"issue": {"comments": {"nodes": nodes}, "attachments": {"nodes": attached}}})
     } else {
         return Json(json!({"errors": [{"message": "unknown operation"}]})).into_response();
     };
