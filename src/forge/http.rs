@@ -58,10 +58,113 @@ pub fn rate_limit_wait(
     limited.then(|| Duration::from_secs(60))
 }
 
+/// What to do with a forge's unsuccessful answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// Wait this long, then send the request again.
+    Retry(Duration),
+    /// Give up for now; a later retry of the task may work (rate limited for long, 5xx).
+    Transient(String),
+    NotFound,
+    /// The forge refused and will refuse again.
+    Rejected,
+}
+
+/// The retry policy every forge client shares.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Sends of one request at most.
+    pub attempts: u32,
+    /// A rate limit longer than this ends the attempt rather than block a worker.
+    pub max_wait: Duration,
+    /// The first wait after a 5xx; doubles per attempt.
+    pub backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Pure: what to do after an unsuccessful answer. `attempt` counts from 1; a request
+    /// that is not `repeatable` (it may have taken effect) is never sent again after a 5xx.
+    pub fn next(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        message: &str,
+        now: i64,
+        attempt: u32,
+        repeatable: bool,
+    ) -> Next {
+        if let Some(wait) = rate_limit_wait(status, headers, message, now) {
+            return if wait <= self.max_wait && attempt < self.attempts {
+                Next::Retry(wait)
+            } else {
+                Next::Transient(format!("rate limited for {}s: {message}", wait.as_secs()))
+            };
+        }
+        if status.is_server_error() {
+            return if attempt < self.attempts && repeatable {
+                Next::Retry(self.backoff * 2u32.pow(attempt.saturating_sub(1)))
+            } else {
+                Next::Transient(format!("{status}: {message}"))
+            };
+        }
+        if status == StatusCode::NOT_FOUND {
+            return Next::NotFound;
+        }
+        Next::Rejected
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use reqwest::header::HeaderValue;
+
+    #[test]
+    fn the_retry_policy() {
+        let h = HeaderMap::new();
+        let policy = RetryPolicy {
+            attempts: 4,
+            max_wait: Duration::from_secs(60),
+            backoff: Duration::from_millis(500),
+        };
+        let step = |status: u16, attempt: u32, repeatable: bool| {
+            policy.next(
+                StatusCode::from_u16(status).unwrap(),
+                &h,
+                "",
+                0,
+                attempt,
+                repeatable,
+            )
+        };
+        assert_eq!(step(502, 1, true), Next::Retry(Duration::from_millis(500)));
+        assert_eq!(step(502, 3, true), Next::Retry(Duration::from_secs(2)));
+        assert!(
+            matches!(step(502, 4, true), Next::Transient(_)),
+            "attempts spent"
+        );
+        assert!(
+            matches!(step(502, 1, false), Next::Transient(_)),
+            "never twice"
+        );
+        assert_eq!(
+            step(429, 1, false),
+            Next::Retry(Duration::from_secs(60)),
+            "a rate limit did nothing"
+        );
+        assert_eq!(step(404, 1, true), Next::NotFound);
+        assert_eq!(step(422, 1, true), Next::Rejected);
+        let mut long = HeaderMap::new();
+        long.insert(
+            "retry-after",
+            reqwest::header::HeaderValue::from_static("3600"),
+        );
+        let waited = policy.next(StatusCode::TOO_MANY_REQUESTS, &long, "", 0, 1, true);
+        assert!(
+            matches!(waited, Next::Transient(_)),
+            "an hour is too long to block a worker"
+        );
+    }
 
     #[test]
     fn rate_limits_are_read_from_the_headers() {

@@ -19,7 +19,7 @@ use tokio::sync::{Mutex, OnceCell};
 use super::jwt;
 use super::settings::GitHubSettings;
 use crate::forge::count_api_call;
-use crate::forge::http::rate_limit_wait;
+use crate::forge::http::{Next, RetryPolicy};
 use crate::store;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -389,34 +389,41 @@ impl GitHub {
                 self.forget_token(repo, scope).await;
                 continue;
             }
-            if let Some(wait) = rate_limit_wait(status, &headers, &message, Utc::now().timestamp())
-            {
-                if wait <= self.max_wait && attempt < ATTEMPTS {
-                    tracing::info!(path, wait_s = wait.as_secs(), "GitHub rate limit: waiting");
+            let policy = RetryPolicy {
+                attempts: ATTEMPTS,
+                max_wait: self.max_wait,
+                backoff: self.backoff,
+            };
+            match policy.next(
+                status,
+                &headers,
+                &message,
+                Utc::now().timestamp(),
+                attempt,
+                repeatable,
+            ) {
+                Next::Retry(wait) => {
+                    tracing::info!(
+                        path,
+                        wait_ms = wait.as_millis() as u64,
+                        "GitHub answered {status}: trying again"
+                    );
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                return Err(GitHubError::Transient(format!(
-                    "{method} {path}: rate limited for {}s: {message}",
-                    wait.as_secs()
-                )));
-            }
-            if status.is_server_error() {
-                if attempt < ATTEMPTS && repeatable {
-                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
-                    continue;
+                Next::Transient(why) => {
+                    return Err(GitHubError::Transient(format!("{method} {path}: {why}")));
                 }
-                return Err(GitHubError::Transient(format!(
-                    "{method} {path}: {status}: {message}"
-                )));
+                Next::NotFound => {
+                    return Err(GitHubError::NotFound(format!("{method} {path}: {message}")));
+                }
+                Next::Rejected => {
+                    return Err(GitHubError::Rejected {
+                        status: status.as_u16(),
+                        message: format!("{method} {path}: {message}"),
+                    });
+                }
             }
-            if status == StatusCode::NOT_FOUND {
-                return Err(GitHubError::NotFound(format!("{method} {path}: {message}")));
-            }
-            return Err(GitHubError::Rejected {
-                status: status.as_u16(),
-                message: format!("{method} {path}: {message}"),
-            });
         }
     }
 

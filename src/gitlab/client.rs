@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::settings::GitLabSettings;
 use crate::forge::count_api_call;
-use crate::forge::http::rate_limit_wait;
+use crate::forge::http::{Next, RetryPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GitLabError {
@@ -165,34 +165,41 @@ impl GitLab {
                     other => other.to_string(),
                 })
                 .unwrap_or_else(|| text.chars().take(200).collect());
-            if let Some(wait) = rate_limit_wait(status, &headers, &message, Utc::now().timestamp())
-            {
-                if wait <= self.max_wait && attempt < ATTEMPTS {
-                    tracing::info!(path, wait_s = wait.as_secs(), "GitLab rate limit: waiting");
+            let policy = RetryPolicy {
+                attempts: ATTEMPTS,
+                max_wait: self.max_wait,
+                backoff: self.backoff,
+            };
+            match policy.next(
+                status,
+                &headers,
+                &message,
+                Utc::now().timestamp(),
+                attempt,
+                repeatable,
+            ) {
+                Next::Retry(wait) => {
+                    tracing::info!(
+                        path,
+                        wait_ms = wait.as_millis() as u64,
+                        "GitLab answered {status}: trying again"
+                    );
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                return Err(GitLabError::Transient(format!(
-                    "{method} {path}: rate limited for {}s: {message}",
-                    wait.as_secs()
-                )));
-            }
-            if status.is_server_error() {
-                if attempt < ATTEMPTS && repeatable {
-                    tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
-                    continue;
+                Next::Transient(why) => {
+                    return Err(GitLabError::Transient(format!("{method} {path}: {why}")));
                 }
-                return Err(GitLabError::Transient(format!(
-                    "{method} {path}: {status}: {message}"
-                )));
+                Next::NotFound => {
+                    return Err(GitLabError::NotFound(format!("{method} {path}: {message}")));
+                }
+                Next::Rejected => {
+                    return Err(GitLabError::Rejected {
+                        status: status.as_u16(),
+                        message: format!("{method} {path}: {message}"),
+                    });
+                }
             }
-            if status == StatusCode::NOT_FOUND {
-                return Err(GitLabError::NotFound(format!("{method} {path}: {message}")));
-            }
-            return Err(GitLabError::Rejected {
-                status: status.as_u16(),
-                message: format!("{method} {path}: {message}"),
-            });
         }
     }
 

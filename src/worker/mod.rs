@@ -146,6 +146,16 @@ impl Worker {
                 break;
             }
             match queue::claim(&self.pool, &self.config.id, self.config.lease).await {
+                // The stop arrived while the claim was on its way: hand the task straight
+                // back (without spending an attempt) rather than start new work.
+                Ok(Some(claimed)) if shutdown.is_cancelled() => {
+                    if let Err(e) =
+                        queue::release(&self.pool, &claimed.lease, "worker shutting down").await
+                    {
+                        tracing::warn!(task = %claimed.task.id, error = %e, "could not hand back a task claimed during shutdown");
+                    }
+                    break;
+                }
                 Ok(Some(claimed)) => {
                     let me = Arc::clone(&self);
                     running.spawn(async move {
