@@ -720,22 +720,20 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
         "logs were captured: {}",
         places[3].1
     );
-    for table in [
-        "tasks",
-        "task_events",
-        "task_reports",
-        "webhook_deliveries",
-        "github_installations",
-        "github_repositories",
-    ] {
-        let dump: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT string_agg(row_to_json(x)::text, '\n') FROM {table} x"
-        ))
-        .fetch_one(&gh.t.pool)
-        .await
-        .unwrap();
-        places.push((format!("table {table}"), dump.unwrap_or_default()));
-    }
+    places.extend(
+        support::table_dumps(
+            &gh.t.pool,
+            &[
+                "tasks",
+                "task_events",
+                "task_reports",
+                "webhook_deliveries",
+                "github_installations",
+                "github_repositories",
+            ],
+        )
+        .await,
+    );
     for c in gh.fake.with(|s| s.comments.clone()) {
         places.push((format!("comment {}", c.id), c.bodies.join("\n")));
     }
@@ -745,14 +743,14 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
             format!("{} {}", p.title, p.body),
         ));
     }
-    let during = files_under(&snapshot);
+    let during = support::files_under(&snapshot);
     assert!(
         during
             .iter()
             .any(|f| f.ends_with("config") && f.to_string_lossy().contains("gitdirs")),
         "the snapshot has maur's own git config: {during:?}"
     );
-    for file in files_under(&gh.data).into_iter().chain(during) {
+    for file in support::files_under(&gh.data).into_iter().chain(during) {
         let bytes = std::fs::read(&file).unwrap_or_default();
         places.push((
             file.display().to_string(),
@@ -765,22 +763,6 @@ async fn installation_tokens_appear_nowhere(pool: PgPool) {
             assert!(!text.contains(token.as_str()), "the token is in {place}");
         }
     }
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[sqlx::test(migrator = "maur::MIGRATOR")]

@@ -406,21 +406,19 @@ async fn the_token_appears_nowhere(pool: PgPool) {
         ("the logs".into(), logs.text()),
     ];
     assert!(places[1].1.contains("PATH="));
-    for table in ["tasks", "task_events", "task_reports", "webhook_deliveries"] {
-        let dump: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT string_agg(row_to_json(x)::text, '\n') FROM {table} x"
-        ))
-        .fetch_one(&gl.t.pool)
-        .await
-        .unwrap();
-        places.push((table.into(), dump.unwrap_or_default()));
-    }
+    places.extend(
+        support::table_dumps(
+            &gl.t.pool,
+            &["tasks", "task_events", "task_reports", "webhook_deliveries"],
+        )
+        .await,
+    );
     for n in gl.fake.with(|s| s.notes.clone()) {
         places.push((format!("note {}", n.id), n.bodies.join("\n")));
     }
-    for file in files_under(&gl.data)
+    for file in support::files_under(&gl.data)
         .into_iter()
-        .chain(files_under(&snapshot))
+        .chain(support::files_under(&snapshot))
     {
         let bytes = std::fs::read(&file).unwrap_or_default();
         places.push((
@@ -431,22 +429,6 @@ async fn the_token_appears_nowhere(pool: PgPool) {
     for (place, text) in &places {
         assert!(!text.contains(&token), "the token is in {place}");
     }
-}
-
-fn files_under(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 #[sqlx::test(migrator = "maur::MIGRATOR")]

@@ -282,15 +282,13 @@ async fn the_linear_key_appears_nowhere(pool: PgPool) {
         ("the logs".to_owned(), logs.text()),
     ];
     assert!(places[1].1.contains("PATH="));
-    for table in ["tasks", "task_events", "task_reports", "webhook_deliveries"] {
-        let dump: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT string_agg(row_to_json(x)::text, '\n') FROM {table} x"
-        ))
-        .fetch_one(&ln.t.pool)
-        .await
-        .unwrap();
-        places.push((table.to_owned(), dump.unwrap_or_default()));
-    }
+    places.extend(
+        support::table_dumps(
+            &ln.t.pool,
+            &["tasks", "task_events", "task_reports", "webhook_deliveries"],
+        )
+        .await,
+    );
     for c in ln.linear.with(|s| s.comments.clone()) {
         places.push((format!("comment {}", c.id), c.bodies.join("\n")));
     }

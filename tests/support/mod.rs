@@ -218,3 +218,35 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogCapture {
         self.clone()
     }
 }
+
+/// Every row of `tables` as JSON text, one place per table: where a secret must not be.
+pub async fn table_dumps(pool: &PgPool, tables: &[&str]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for table in tables {
+        let dump: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(row_to_json(x)::text, '\n') FROM {table} x"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        out.push((format!("table {table}"), dump.unwrap_or_default()));
+    }
+    out
+}
+
+/// Every file under `dir`, recursively (symlinks not followed).
+pub fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
