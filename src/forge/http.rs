@@ -114,6 +114,109 @@ impl RetryPolicy {
     }
 }
 
+/// A forge's successful answer.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: serde_json::Value,
+    pub headers: HeaderMap,
+}
+
+impl Answer {
+    /// The `rel="last"` page of a paginated answer (the `Link` header), as a path relative
+    /// to the API base.
+    pub fn last_page(&self, api_url: &str) -> Option<String> {
+        let link = self.headers.get("link")?.to_str().ok()?;
+        link.split(',').find_map(|part| {
+            let (url, rel) = part.split_once(';')?;
+            if !rel.contains("rel=\"last\"") {
+                return None;
+            }
+            let url = url.trim().trim_start_matches('<').trim_end_matches('>');
+            url.strip_prefix(api_url).map(str::to_owned)
+        })
+    }
+}
+
+/// Why a call failed for good, before each forge names it in its own error type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    Transient(String),
+    NotFound(String),
+    Rejected { status: u16, message: String },
+}
+
+/// One send of a request, judged.
+pub enum Outcome {
+    Done(Answer),
+    /// Wait this long and send it again.
+    Retry(Duration),
+    Failed(Failure),
+}
+
+impl RetryPolicy {
+    /// Sends `request` (attempt number `attempt`, counting from 1) and says what to do
+    /// next. `call` (`GET /path`) names the request in errors; it never holds a secret.
+    pub async fn attempt(
+        &self,
+        request: reqwest::RequestBuilder,
+        call: &str,
+        attempt: u32,
+        repeatable: bool,
+    ) -> Outcome {
+        super::count_api_call();
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                // A refused connection surely sent nothing; anything else may have.
+                if attempt < self.attempts && (repeatable || e.is_connect()) {
+                    return Outcome::Retry(self.backoff * 2u32.pow(attempt - 1));
+                }
+                return Outcome::Failed(Failure::Transient(format!("{call}: {}", e.without_url())));
+            }
+        };
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        let body: serde_json::Value = if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text.clone()))
+        };
+        if status.is_success() {
+            return Outcome::Done(Answer {
+                status,
+                body,
+                headers,
+            });
+        }
+        let message = body
+            .get("message")
+            .or_else(|| body.get("error"))
+            .map(|m| match m {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| text.chars().take(200).collect());
+        let now = chrono::Utc::now().timestamp();
+        match self.next(status, &headers, &message, now, attempt, repeatable) {
+            Next::Retry(wait) => {
+                tracing::info!(
+                    call,
+                    wait_ms = wait.as_millis() as u64,
+                    "forge answered {status}: trying again"
+                );
+                Outcome::Retry(wait)
+            }
+            Next::Transient(why) => Outcome::Failed(Failure::Transient(format!("{call}: {why}"))),
+            Next::NotFound => Outcome::Failed(Failure::NotFound(format!("{call}: {message}"))),
+            Next::Rejected => Outcome::Failed(Failure::Rejected {
+                status: status.as_u16(),
+                message: format!("{call}: {message}"),
+            }),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

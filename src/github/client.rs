@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jsonwebtoken::EncodingKey;
-use reqwest::{Method, StatusCode};
+use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -18,8 +18,7 @@ use tokio::sync::{Mutex, OnceCell};
 
 use super::jwt;
 use super::settings::GitHubSettings;
-use crate::forge::count_api_call;
-use crate::forge::http::{Next, RetryPolicy};
+use crate::forge::http::{Answer, Failure, Outcome, RetryPolicy};
 use crate::store;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -99,25 +98,15 @@ pub struct GitHub {
     pub backoff: Duration,
 }
 
-pub struct Response {
-    pub status: StatusCode,
-    pub body: Value,
-    pub headers: reqwest::header::HeaderMap,
-}
+pub type Response = Answer;
 
-impl Response {
-    /// The `rel="last"` page of a paginated answer (GitHub's `Link` header), as a path
-    /// relative to the API base.
-    pub fn last_page(&self, api_url: &str) -> Option<String> {
-        let link = self.headers.get("link")?.to_str().ok()?;
-        link.split(',').find_map(|part| {
-            let (url, rel) = part.split_once(';')?;
-            if !rel.contains("rel=\"last\"") {
-                return None;
-            }
-            let url = url.trim().trim_start_matches('<').trim_end_matches('>');
-            url.strip_prefix(api_url).map(str::to_owned)
-        })
+impl From<Failure> for GitHubError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Transient(m) => Self::Transient(m),
+            Failure::NotFound(m) => Self::NotFound(m),
+            Failure::Rejected { status, message } => Self::Rejected { status, message },
+        }
     }
 }
 
@@ -346,83 +335,25 @@ impl GitHub {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            count_api_call();
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    // A refused connection surely sent nothing; anything else may have.
-                    let unsent = e.is_connect();
-                    let why = format!("{method} {path}: {}", e.without_url());
-                    if attempt < ATTEMPTS && (repeatable || unsent) {
-                        tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
-                        continue;
-                    }
-                    return Err(GitHubError::Transient(why));
-                }
-            };
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.text().await.unwrap_or_default();
-            let parsed: Value = if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
-            };
-            if status.is_success() {
-                return Ok(Response {
-                    status,
-                    body: parsed,
-                    headers,
-                });
-            }
-            let message = parsed
-                .get("message")
-                .and_then(|m| m.as_str())
-                .map(str::to_owned)
-                .unwrap_or_else(|| text.chars().take(200).collect());
-            if status == StatusCode::UNAUTHORIZED
-                && !reminted
-                && let Some((repo, scope)) = auth
-            {
-                // Revoked or expired early: mint a fresh one, once.
-                reminted = true;
-                self.forget_token(repo, scope).await;
-                continue;
-            }
             let policy = RetryPolicy {
                 attempts: ATTEMPTS,
                 max_wait: self.max_wait,
                 backoff: self.backoff,
             };
-            match policy.next(
-                status,
-                &headers,
-                &message,
-                Utc::now().timestamp(),
-                attempt,
-                repeatable,
-            ) {
-                Next::Retry(wait) => {
-                    tracing::info!(
-                        path,
-                        wait_ms = wait.as_millis() as u64,
-                        "GitHub answered {status}: trying again"
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
+            let call = format!("{method} {path}");
+            match policy.attempt(request, &call, attempt, repeatable).await {
+                Outcome::Done(answer) => return Ok(answer),
+                Outcome::Retry(wait) => tokio::time::sleep(wait).await,
+                Outcome::Failed(Failure::Rejected { status: 401, .. })
+                    if !reminted && auth.is_some() =>
+                {
+                    // Revoked or expired early: mint a fresh one, once.
+                    reminted = true;
+                    if let Some((repo, scope)) = auth {
+                        self.forget_token(repo, scope).await;
+                    }
                 }
-                Next::Transient(why) => {
-                    return Err(GitHubError::Transient(format!("{method} {path}: {why}")));
-                }
-                Next::NotFound => {
-                    return Err(GitHubError::NotFound(format!("{method} {path}: {message}")));
-                }
-                Next::Rejected => {
-                    return Err(GitHubError::Rejected {
-                        status: status.as_u16(),
-                        message: format!("{method} {path}: {message}"),
-                    });
-                }
+                Outcome::Failed(failure) => return Err(failure.into()),
             }
         }
     }

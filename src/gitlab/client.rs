@@ -4,15 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use reqwest::Method;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::settings::GitLabSettings;
-use crate::forge::count_api_call;
-use crate::forge::http::{Next, RetryPolicy};
+use crate::forge::http::{Answer, Failure, Outcome, RetryPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GitLabError {
@@ -49,8 +47,16 @@ pub struct GitLab {
     pub backoff: Duration,
 }
 
-pub struct Response {
-    pub body: Value,
+pub type Response = Answer;
+
+impl From<Failure> for GitLabError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Transient(m) => Self::Transient(m),
+            Failure::NotFound(m) => Self::NotFound(m),
+            Failure::Rejected { status, message } => Self::Rejected { status, message },
+        }
+    }
 }
 
 /// `group/sub/name` as GitLab wants it in a path: one segment, slashes encoded.
@@ -133,72 +139,18 @@ impl GitLab {
             if let Some(body) = body {
                 request = request.json(body);
             }
-            count_api_call();
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) => {
-                    let unsent = e.is_connect();
-                    let why = format!("{method} {path}: {}", e.without_url());
-                    if attempt < ATTEMPTS && (repeatable || unsent) {
-                        tokio::time::sleep(self.backoff * 2u32.pow(attempt - 1)).await;
-                        continue;
-                    }
-                    return Err(GitLabError::Transient(why));
-                }
-            };
-            let status = response.status();
-            let headers = response.headers().clone();
-            let text = response.text().await.unwrap_or_default();
-            let parsed: Value = if text.trim().is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
-            };
-            if status.is_success() {
-                return Ok(Response { body: parsed });
-            }
-            let message = parsed
-                .get("message")
-                .or_else(|| parsed.get("error"))
-                .map(|m| match m {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .unwrap_or_else(|| text.chars().take(200).collect());
             let policy = RetryPolicy {
                 attempts: ATTEMPTS,
                 max_wait: self.max_wait,
                 backoff: self.backoff,
             };
-            match policy.next(
-                status,
-                &headers,
-                &message,
-                Utc::now().timestamp(),
-                attempt,
-                repeatable,
-            ) {
-                Next::Retry(wait) => {
-                    tracing::info!(
-                        path,
-                        wait_ms = wait.as_millis() as u64,
-                        "GitLab answered {status}: trying again"
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                Next::Transient(why) => {
-                    return Err(GitLabError::Transient(format!("{method} {path}: {why}")));
-                }
-                Next::NotFound => {
-                    return Err(GitLabError::NotFound(format!("{method} {path}: {message}")));
-                }
-                Next::Rejected => {
-                    return Err(GitLabError::Rejected {
-                        status: status.as_u16(),
-                        message: format!("{method} {path}: {message}"),
-                    });
-                }
+            match policy
+                .attempt(request, &format!("{method} {path}"), attempt, repeatable)
+                .await
+            {
+                Outcome::Done(answer) => return Ok(answer),
+                Outcome::Retry(wait) => tokio::time::sleep(wait).await,
+                Outcome::Failed(failure) => return Err(failure.into()),
             }
         }
     }
